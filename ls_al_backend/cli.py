@@ -76,17 +76,25 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument(
         "--acquisition", default="{}", help='JSON, e.g. \'{"heuristic": "bald", "class_balance": "pixbal"}\''
     )
-    sim.add_argument("--budget", type=float, default=100.0, help="clicks per round")
-    sim.add_argument("--initial-budget", type=float, default=100.0, help="clicks of the random round 0")
-    sim.add_argument("--rounds", type=int, default=5, help="rounds, the random round 0 included")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--resolution", type=int, default=240, help="longest image side (240: CPU preset)")
-    sim.add_argument("--epochs", type=int, default=10)
-    sim.add_argument("--mc-samples", type=int, default=20)
+    sim.add_argument(
+        "--preset", choices=("cpu", "gpu"), help="named settings (see PRESETS in simulation.py); options below win"
+    )
+    sim.add_argument("--name", help="strategy name in results and plots (default: mode:heuristic[:balance])")
+    sim.add_argument("--budget", type=float, help="clicks per round (default 100)")
+    sim.add_argument("--initial-budget", type=float, help="clicks of the random round 0 (default 100)")
+    sim.add_argument("--rounds", type=int, help="rounds, the random round 0 included (default 5)")
+    sim.add_argument("--seed", type=int, help="default 0")
+    sim.add_argument("--resolution", type=int, help="longest image side (default 240)")
+    sim.add_argument("--epochs", type=int, help="training epochs per round (default 10)")
+    sim.add_argument("--steps-per-epoch", type=int, help="at most this many batches per epoch (default: all)")
+    sim.add_argument("--batch-size", type=int, help="default 4")
+    sim.add_argument("--reference-epochs", type=int, help="epochs of the reference run (default rounds x epochs)")
+    sim.add_argument("--mc-samples", type=int, help="MC-dropout samples (default 20)")
     sim.add_argument("--pool-limit", type=int, help="use this many pool images (evenly spaced)")
     sim.add_argument("--eval-limit", type=int, help="use this many evaluation images (evenly spaced)")
     sim.add_argument("--no-warm-start", action="store_true", help="retrain from ImageNet weights every round")
     sim.add_argument("--reference", action="store_true", help="also train the fully supervised reference")
+    sim.add_argument("--reference-only", action="store_true", help="train only the fully supervised reference")
     sim.add_argument("--plot", nargs="+", type=Path, help="only plot these results.json/reference.json into --out")
     args = parser.parse_args(argv)
 
@@ -150,7 +158,7 @@ def train_offline(settings: Settings, export: Path, images: Path, label_config: 
 def simulate(args: argparse.Namespace) -> None:
     """Pool-based active learning on a labelled dataset, with the server's acquisition and training code."""
     from ls_al_backend.simulation import (
-        SimulationConfig,
+        config_from_preset,
         fully_supervised_reference,
         plot_learning_curves,
         run_simulation,
@@ -160,25 +168,31 @@ def simulate(args: argparse.Namespace) -> None:
         if args.plot:
             print(plot_learning_curves(args.plot, args.out / "learning_curves.png"))
             return
-        config = SimulationConfig(
+        config = config_from_preset(
+            args.preset,
             pool_dir=str(args.pool),
             eval_dir=str(args.eval),
             out_dir=str(args.out),
             query_mode=args.mode,
             acquisition=json.loads(args.acquisition),
+            name=args.name,
             budget=args.budget,
             initial_budget=args.initial_budget,
             rounds=args.rounds,
             seed=args.seed,
             resolution=args.resolution,
             epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            batch_size=args.batch_size,
+            reference_epochs=args.reference_epochs,
             mc_samples=args.mc_samples,
             pool_limit=args.pool_limit,
             eval_limit=args.eval_limit,
-            warm_start=not args.no_warm_start,
+            warm_start=False if args.no_warm_start else None,
         )
-        run_simulation(config)
-        if args.reference:
+        if not args.reference_only:
+            run_simulation(config)
+        if args.reference or args.reference_only:
             fully_supervised_reference(config)
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None

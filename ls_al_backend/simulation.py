@@ -37,6 +37,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,37 @@ QUERY_MODES: dict[str, QueryMode] = {
     "pixels": QueryMode.DENSE_BRUSH,
 }
 
+#: Named settings for ``simulate --preset`` (explicit options win). ``superpixel_size`` goes into the acquisition
+#: mapping unless it sets one. Measured run times are in ``benchmarks/active_learning.md``.
+PRESETS: dict[str, dict[str, Any]] = {
+    # CamVid on 2 CPU cores: half resolution (240x180, ~160 superpixels per image), 5 rounds of 500 clicks,
+    # 2 short warm-started epochs (16 batches of 8) per round.
+    "cpu": {
+        "resolution": 240,
+        "rounds": 5,
+        "budget": 500.0,
+        "initial_budget": 500.0,
+        "epochs": 2,
+        "steps_per_epoch": 16,
+        "batch_size": 8,
+        "mc_samples": 20,
+        "superpixel_size": 16,
+    },
+    # Close to PixelPick's CamVid setting: full resolution (480x360), the model retrained from ImageNet weights for
+    # 50 epochs every round. Not run yet (no GPU here).
+    "gpu": {
+        "resolution": 480,
+        "rounds": 6,
+        "budget": 1000.0,
+        "initial_budget": 1000.0,
+        "epochs": 50,
+        "batch_size": 8,
+        "mc_samples": 20,
+        "warm_start": False,
+        "superpixel_size": 32,
+    },
+}
+
 #: Fields that may differ between a run and the run it resumes.
 RESUMABLE_FIELDS = ("rounds", "device", "out_dir", "keep_all_checkpoints")
 
@@ -96,7 +128,9 @@ class SimulationConfig:
     and ``seed`` (derived from ``seed`` and the round). ``max_units_per_image`` caps the units one image may give
     per round (``select_units`` groups). ``pool_limit`` / ``eval_limit`` keep that many images, evenly spaced in
     file-name order. Every round's labelled units are kept under ``state/``; its model only for the last round
-    unless ``keep_all_checkpoints`` (about 23 MB each for the default network).
+    unless ``keep_all_checkpoints`` (about 23 MB each for the default network). Each round trains ``epochs`` epochs
+    of at most ``steps_per_epoch`` batches (None: every labelled image once). The fully supervised reference trains
+    ``reference_epochs`` epochs (None: ``rounds * epochs``, the optimizer steps of a whole warm-started run).
     """
 
     pool_dir: str
@@ -116,6 +150,8 @@ class SimulationConfig:
     max_units_per_image: int | None = None
     boundary_erosion: int = 2
     epochs: int = 10
+    steps_per_epoch: int | None = None
+    reference_epochs: int | None = None
     stage2_epochs: int = 5
     batch_size: int = 4
     lr: float = 1e-3
@@ -142,6 +178,8 @@ class SimulationConfig:
             raise ValueError(f"resolution must be >= 32, got {self.resolution}")
         if self.boundary_erosion < 0 or self.mc_samples < 1:
             raise ValueError("boundary_erosion must be >= 0 and mc_samples >= 1")
+        if self.reference_epochs is not None and self.reference_epochs < 1:
+            raise ValueError(f"reference_epochs must be >= 1, got {self.reference_epochs}")
         if self.max_units_per_image is not None and self.max_units_per_image < 1:
             raise ValueError("max_units_per_image must be >= 1")
         base = self.acquisition_config(0)  # validates the mapping
@@ -190,6 +228,7 @@ class SimulationConfig:
     def train_config(self, round_index: int) -> TrainConfig:
         return TrainConfig(
             epochs=self.epochs,
+            steps_per_epoch=self.steps_per_epoch,
             stage2_epochs=self.stage2_epochs,
             batch_size=self.batch_size,
             lr=self.lr,
@@ -198,11 +237,30 @@ class SimulationConfig:
             seed=derive_seed(self.seed, "train", round_index) % (2**31),
         )
 
+    def reference_train_config(self) -> TrainConfig:
+        epochs = self.reference_epochs or self.rounds * self.epochs
+        return dataclasses.replace(self.train_config(0), epochs=epochs, stage2_epochs=0)
+
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["acquisition"] = dict(self.acquisition)
         values["class_names"] = list(self.class_names)
         return values
+
+
+def config_from_preset(preset: str | None, **options: Any) -> SimulationConfig:
+    """A :class:`SimulationConfig` from a :data:`PRESETS` entry (or none) overridden by ``options`` that are not
+    None; ``options`` must hold ``pool_dir``, ``eval_dir`` and ``out_dir``."""
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"preset {preset!r} is not one of: {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset]) if preset else {}
+    superpixel_size = values.pop("superpixel_size", None)
+    values |= {key: value for key, value in options.items() if value is not None}
+    acquisition = dict(values.get("acquisition") or {})
+    if superpixel_size is not None:
+        acquisition.setdefault("superpixel_size", superpixel_size)
+    values["acquisition"] = acquisition or {"heuristic": "predictive_entropy"}
+    return SimulationConfig(**values)
 
 
 def derive_seed(*parts: Any) -> int:
@@ -366,8 +424,9 @@ def predict_classes(net: SegmentationNet, image: np.ndarray, device: torch.devic
 def evaluate(net: SegmentationNet, examples: Sequence[Example], num_classes: int, device: torch.device) -> np.ndarray:
     """Confusion matrix of the network over ``examples`` (void ignored)."""
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for example in examples:
+    for done, example in enumerate(examples, 1):
         confusion += confusion_matrix(predict_classes(net, example.image, device), example.gt, num_classes)
+        progress_bar("evaluating", done, len(examples))
     return confusion
 
 
@@ -390,6 +449,16 @@ class _Units:
         self.units += units
         self.scores += scores
         self.costs += costs
+
+
+def progress_bar(label: str, done: int, total: int) -> None:
+    """Redraw a one-line progress bar on stderr; silent unless stderr is a terminal (logs get the round lines)."""
+    if not sys.stderr.isatty():
+        return
+    filled = 30 * done // max(total, 1)
+    sys.stderr.write(f"\r{label:<12} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}")
+    sys.stderr.write("\n" if done >= total else "")
+    sys.stderr.flush()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -531,6 +600,7 @@ class Simulation:
         random = torch.Generator().manual_seed(derive_seed(config.seed, "random", round_index) % (2**63))
         found = _Units()
         for index, example in enumerate(self.pool):
+            progress_bar("scoring" if needs_model else "sampling", index + 1, len(self.pool))
             if mode == "image" and self.revealed[index].dense:
                 continue
             scores = None
@@ -646,7 +716,9 @@ class Simulation:
         config = self.config
         if not config.warm_start:
             net = build_network(config.network_spec(), seed=config.seed)
-        return train(net, samples, config.train_config(round_index), self.device, mode=config.train_mode)
+        return train(
+            net, samples, config.train_config(round_index), self.device, _training_progress, mode=config.train_mode
+        )
 
     # --- run ---
 
@@ -700,6 +772,10 @@ class Simulation:
         return rows
 
 
+def _training_progress(update: dict[str, Any]) -> None:
+    progress_bar("training", update["epoch"], update["epochs"])
+
+
 def run_simulation(config: SimulationConfig, log: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
     """Run or resume one simulation; results land in ``config.out_dir`` (``results.json``, ``rounds.csv``)."""
     return Simulation(config, log).run()
@@ -708,8 +784,8 @@ def run_simulation(config: SimulationConfig, log: Callable[[str], None] | None =
 def fully_supervised_reference(config: SimulationConfig, log: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Train on every pool label (dense ground truth) once; writes and returns ``<out_dir>/reference.json``.
 
-    Uses the config's network, epochs, resolution and seed (query mode and acquisition are ignored). An existing
-    ``reference.json`` is returned as is.
+    Uses the config's network, resolution, seed and :meth:`SimulationConfig.reference_train_config` (query mode
+    and acquisition are ignored). An existing ``reference.json`` is returned as is.
     """
     out = Path(config.out_dir)
     path = out / "reference.json"
@@ -723,7 +799,7 @@ def fully_supervised_reference(config: SimulationConfig, log: Callable[[str], No
     evaluation = load_split(config.eval_dir, config.resolution, config.ignore_index, config.eval_limit)
     samples = [TrainingSample(i, example.image, LabelTarget(example.gt.copy())) for i, example in enumerate(pool)]
     net = build_network(config.network_spec(), seed=config.seed)
-    result = train(net, samples, config.train_config(0), device, mode=QueryMode.DENSE_BRUSH)
+    result = train(net, samples, config.reference_train_config(), device, _training_progress, QueryMode.DENSE_BRUSH)
     confusion = evaluate(result.net, evaluation, config.num_classes, device)
     ious = iou_per_class(confusion)
     payload = {

@@ -14,9 +14,11 @@ from PIL import Image
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
 from ls_al_backend.labeling.annotations import IGNORE
 from ls_al_backend.simulation import (
+    PRESETS,
     ImageLabels,
     SimulationConfig,
     build_target,
+    config_from_preset,
     confusion_matrix,
     dominant_class,
     fully_supervised_reference,
@@ -234,6 +236,36 @@ def test_fully_supervised_reference_is_written_once(data, tmp_path):
     assert reference["kind"] == "reference" and 0.0 <= reference["miou"] <= 1.0
     assert json.loads((tmp_path / "reference" / "reference.json").read_text())["miou"] == reference["miou"]
     assert fully_supervised_reference(config, log=None) == json.loads(json.dumps(reference))
+
+
+def test_the_reference_trains_as_many_steps_as_a_whole_warm_started_run(data, tmp_path):
+    config = tiny_config(data, tmp_path, rounds=3, epochs=2, steps_per_epoch=5)
+    reference = config.reference_train_config()
+    assert (reference.epochs, reference.steps_per_epoch, reference.stage2_epochs) == (6, 5, 0)
+    assert dataclasses.replace(config, reference_epochs=4).reference_train_config().epochs == 4
+
+
+def test_the_cli_can_train_only_the_reference(data, tmp_path):
+    from ls_al_backend.cli import main
+
+    pool, evaluation = data
+    argv = ["simulate", "--pool", str(pool), "--eval", str(evaluation), "--out", str(tmp_path), "--reference-only"]
+    assert main([*argv, "--resolution", "64", "--epochs", "1", "--rounds", "1", "--batch-size", "2"]) == 0
+    assert json.loads((tmp_path / "reference.json").read_text())["config"]["resolution"] == 64
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_presets_fill_what_the_options_leave_open(tmp_path):
+    paths = {"pool_dir": "pool", "eval_dir": "eval", "out_dir": str(tmp_path)}
+    cpu = config_from_preset("cpu", **paths, epochs=None, acquisition={"heuristic": "bald"})
+    assert (cpu.resolution, cpu.rounds, cpu.epochs) == (240, PRESETS["cpu"]["rounds"], PRESETS["cpu"]["epochs"])
+    assert cpu.acquisition == {"heuristic": "bald", "superpixel_size": 16}
+    mine = config_from_preset("cpu", **paths, epochs=7, acquisition={"superpixel_size": 24})
+    assert mine.epochs == 7 and mine.acquisition == {"superpixel_size": 24}
+    assert config_from_preset(None, **paths).epochs == SimulationConfig("p", "e", "o").epochs
+    assert config_from_preset("gpu", **paths).warm_start is False
+    with pytest.raises(ValueError, match="preset 'tpu'"):
+        config_from_preset("tpu", **paths)
 
 
 def test_plot_learning_curves(tmp_path):

@@ -66,6 +66,8 @@ class TrainConfig:
     amp: bool = True
     """Mixed precision; only used on CUDA."""
     num_workers: int = 0
+    steps_per_epoch: int | None = None
+    """At most this many batches per epoch (each epoch draws a fresh random subset); None: every sample once."""
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
@@ -91,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if self.patience < 1 or self.lr <= 0 or self.num_workers < 0 or self.expand_radius < 0:
             raise ValueError("patience must be >= 1, lr > 0, num_workers >= 0 and expand_radius >= 0")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch}")
 
 
 @dataclass
@@ -298,6 +302,7 @@ def _run_stage(
         dataset.epoch = epoch
         order = np.random.default_rng([config.seed, stage.index, epoch, 1 << 20]).permutation(len(dataset))
         sampler = [order[i : i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
+        sampler = sampler[: config.steps_per_epoch]
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=config.num_workers)
         yield from loader
 

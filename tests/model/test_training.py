@@ -186,7 +186,26 @@ def test_labels_outside_the_network_classes_are_refused(camvid) -> None:
         train(build_network(SPEC, seed=0), [bad], FAST, CPU)
 
 
+def test_steps_per_epoch_caps_the_batches_of_every_epoch(camvid) -> None:
+    samples = dense_samples(camvid, 6)
+    seen: list[int] = []
+    net = build_network(SPEC, seed=0)
+    original_forward = net.forward
+
+    def counting_forward(images):
+        if net.training:
+            seen.append(images.shape[0])
+        return original_forward(images)
+
+    net.forward = counting_forward
+    config = TrainConfig(epochs=2, batch_size=2, crop_size=64, val_fraction=0.0, steps_per_epoch=2, seed=0)
+    train(net, samples, config, CPU)
+    assert seen == [2, 2, 2, 2], "2 epochs x 2 batches of 2, not 3 batches per epoch"
+
+
 def test_bad_configs_are_refused() -> None:
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        TrainConfig(steps_per_epoch=0)
     with pytest.raises(ValueError, match="class_weighting"):
         TrainConfig(class_weighting="median")
     with pytest.raises(ValueError, match="scale"):
