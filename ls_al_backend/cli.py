@@ -167,6 +167,7 @@ def simulate(args: argparse.Namespace) -> None:
     try:
         if args.plot:
             print(plot_learning_curves(args.plot, args.out / "learning_curves.png"))
+            print(plot_learning_curves(args.plot, args.out / "learning_curves_pixels.png", x_axis="pixels"))
             return
         config = config_from_preset(
             args.preset,

@@ -451,6 +451,11 @@ class _Units:
         self.costs += costs
 
 
+def log_line(line: str) -> None:
+    """The default log: one line on stdout, flushed (runs are often followed through a redirected log file)."""
+    print(line, flush=True)
+
+
 def progress_bar(label: str, done: int, total: int) -> None:
     """Redraw a one-line progress bar on stderr; silent unless stderr is a terminal (logs get the round lines)."""
     if not sys.stderr.isatty():
@@ -480,7 +485,7 @@ def _json_value(value: Any) -> Any:
 class Simulation:
     """A resumable run of :class:`SimulationConfig`; :meth:`run` returns the rows of every finished round."""
 
-    def __init__(self, config: SimulationConfig, log: Callable[[str], None] | None = print):
+    def __init__(self, config: SimulationConfig, log: Callable[[str], None] | None = log_line):
         self.config = config
         self.log = log or (lambda _line: None)
         self.out = Path(config.out_dir)
@@ -776,12 +781,14 @@ def _training_progress(update: dict[str, Any]) -> None:
     progress_bar("training", update["epoch"], update["epochs"])
 
 
-def run_simulation(config: SimulationConfig, log: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
+def run_simulation(config: SimulationConfig, log: Callable[[str], None] | None = log_line) -> list[dict[str, Any]]:
     """Run or resume one simulation; results land in ``config.out_dir`` (``results.json``, ``rounds.csv``)."""
     return Simulation(config, log).run()
 
 
-def fully_supervised_reference(config: SimulationConfig, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+def fully_supervised_reference(
+    config: SimulationConfig, log: Callable[[str], None] | None = log_line
+) -> dict[str, Any]:
     """Train on every pool label (dense ground truth) once; writes and returns ``<out_dir>/reference.json``.
 
     Uses the config's network, resolution, seed and :meth:`SimulationConfig.reference_train_config` (query mode
@@ -836,14 +843,27 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -
 # Plot
 
 
-def plot_learning_curves(result_files: Iterable[str | Path], out_png: str | Path, title: str | None = None) -> Path:
-    """PNG of mIoU vs cumulative clicks: one line per strategy (mean over seeds, min-max band), strategies whose
-    heuristic is ``random`` drawn grey as the baseline, ``reference.json`` files as a dashed horizontal line."""
+#: What a learning-curve plot puts on its x axis: row key, axis label, scale factor, log scale.
+PLOT_AXES: dict[str, tuple[str, str, float, bool]] = {
+    "clicks": ("clicks_cumulative", "clicks (cumulative)", 1.0, False),
+    "pixels": ("labelled_pixel_share", "labelled pixels (% of the pool, log scale)", 100.0, True),
+}
+
+
+def plot_learning_curves(
+    result_files: Iterable[str | Path], out_png: str | Path, title: str | None = None, x_axis: str = "clicks"
+) -> Path:
+    """PNG of mIoU vs cumulative clicks (``x_axis="clicks"``) or vs the labelled pixel share (``"pixels"``): one
+    line per strategy (mean over seeds, min-max band), strategies whose heuristic is ``random`` drawn grey (dotted,
+    dash-dotted, ...) as baselines, ``reference.json`` files as a dashed horizontal line."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    if x_axis not in PLOT_AXES:
+        raise ValueError(f"x_axis must be one of {', '.join(PLOT_AXES)}, got {x_axis!r}")
+    x_key, x_label, x_scale, x_log = PLOT_AXES[x_axis]
     strategies: dict[str, list[list[dict[str, Any]]]] = {}
     references: list[float] = []
     randoms: set[str] = set()
@@ -861,24 +881,26 @@ def plot_learning_curves(result_files: Iterable[str | Path], out_png: str | Path
             randoms.add(payload["strategy"])
 
     figure, axes = plt.subplots(figsize=(8, 5))
+    random_styles = iter([":", "-.", (0, (5, 2, 1, 2, 1, 2)), (0, (1, 3))] * 4)
     for strategy in sorted(strategies, key=lambda name: (name not in randoms, name)):
         runs = strategies[strategy]
         length = min(len(rows) for rows in runs)
-        clicks = np.array([[rows[i]["clicks_cumulative"] for i in range(length)] for rows in runs], dtype=float)
+        x = np.array([[x_scale * rows[i][x_key] for i in range(length)] for rows in runs], dtype=float).mean(axis=0)
         miou = np.array(
             [[np.nan if rows[i]["miou"] is None else 100 * rows[i]["miou"] for i in range(length)] for rows in runs]
         )
-        x = clicks.mean(axis=0)
-        style = {"color": "grey", "linestyle": ":"} if strategy in randoms else {}
+        style = {"color": "grey", "linestyle": next(random_styles)} if strategy in randoms else {}
         label = f"{strategy} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
         (line,) = axes.plot(x, np.nanmean(miou, axis=0), marker="o", markersize=3, label=label, **style)
         if len(runs) > 1:
             axes.fill_between(x, np.nanmin(miou, axis=0), np.nanmax(miou, axis=0), color=line.get_color(), alpha=0.2)
     if references:
         axes.axhline(100 * float(np.mean(references)), color="black", linestyle="--", label="fully supervised")
-    axes.set_xlabel("clicks (cumulative)")
+    if x_log:
+        axes.set_xscale("log")
+    axes.set_xlabel(x_label)
     axes.set_ylabel("mIoU (%)")
-    axes.set_title(title or "Active learning: mIoU vs annotation clicks")
+    axes.set_title(title or f"Active learning: mIoU vs {x_label.split(' (')[0]}")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     out = Path(out_png)

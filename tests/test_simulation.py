@@ -276,7 +276,11 @@ def test_plot_learning_curves(tmp_path):
         ("bald", "bald", 1, 0.12),
         ("rand", "random", 0, 0),
     ):
-        rows = [{"round": i, "clicks_cumulative": 10 * (i + 1), "miou": 0.2 + offset + 0.05 * i} for i in range(3)]
+        rows = [
+            {"round": i, "clicks_cumulative": 10 * (i + 1), "labelled_pixel_share": 1e-4 * (i + 1), "miou": 0.2 + i / 9}
+            for i in range(3)
+        ]
+        rows[-1]["miou"] += offset
         path = tmp_path / f"{strategy}-{seed}.json"
         payload = {"kind": "active_learning", "strategy": strategy, "seed": seed, "rows": rows}
         path.write_text(json.dumps(payload | {"config": {"acquisition": {"heuristic": heuristic}}}))
@@ -285,3 +289,7 @@ def test_plot_learning_curves(tmp_path):
     reference.write_text(json.dumps({"kind": "reference", "miou": 0.6}))
     out = plot_learning_curves([*files, reference], tmp_path / "plot" / "curves.png")
     assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    by_pixels = plot_learning_curves([*files, reference], tmp_path / "plot" / "pixels.png", x_axis="pixels")
+    assert by_pixels.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and by_pixels.read_bytes() != out.read_bytes()
+    with pytest.raises(ValueError, match="x_axis"):
+        plot_learning_curves(files, tmp_path / "bad.png", x_axis="seconds")
