@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--name", help="strategy name in results and plots (default: mode:heuristic[:balance])")
     sim.add_argument("--budget", type=float, help="clicks per round (default 100)")
     sim.add_argument("--initial-budget", type=float, help="clicks of the random round 0 (default 100)")
+    sim.add_argument("--budget-unit", choices=("clicks", "pixels"), help="what budgets count (default clicks)")
     sim.add_argument("--rounds", type=int, help="rounds, the random round 0 included (default 5)")
     sim.add_argument("--seed", type=int, help="default 0")
     sim.add_argument("--resolution", type=int, help="longest image side (default 240)")
@@ -179,6 +180,7 @@ def simulate(args: argparse.Namespace) -> None:
             name=args.name,
             budget=args.budget,
             initial_budget=args.initial_budget,
+            budget_unit=args.budget_unit,
             rounds=args.rounds,
             seed=args.seed,
             resolution=args.resolution,

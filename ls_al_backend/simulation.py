@@ -2,7 +2,8 @@
 
 The simulation runs exactly the server's code path: :func:`~ls_al_backend.model.inference.mc_dropout` and
 :func:`~ls_al_backend.acquisition.api.score_image` score every unlabelled unit of the pool,
-:func:`~ls_al_backend.acquisition.selection.select_units` picks across the whole pool under a click budget, and
+:func:`~ls_al_backend.acquisition.selection.select_units` picks across the whole pool under a budget (clicks by
+default, or labelled pixels with ``budget_unit="pixels"``), and
 :func:`~ls_al_backend.model.training.train` trains on :class:`~ls_al_backend.labeling.annotations.LabelTarget` s.
 
 Query modes and the simulated annotator (ground truth ``gt``, void pixels = ``ignore_index``):
@@ -113,6 +114,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: What a budget counts: annotator clicks (each mode's cost model) or labelled pixels (a unit's pixel count).
+BUDGET_UNITS = ("clicks", "pixels")
+
 #: Fields that may differ between a run and the run it resumes.
 RESUMABLE_FIELDS = ("rounds", "device", "out_dir", "keep_all_checkpoints")
 
@@ -121,8 +125,10 @@ RESUMABLE_FIELDS = ("rounds", "device", "out_dir", "keep_all_checkpoints")
 class SimulationConfig:
     """One simulated active-learning run (one strategy, one seed).
 
-    Budgets are in clicks (see the module docstring for each mode's cost). ``rounds`` counts every round, the
-    random initial round 0 included. ``resolution`` is the longest side images and masks are resized to (never up).
+    Budgets are in clicks (see the module docstring for each mode's cost) or, with ``budget_unit="pixels"``, in
+    labelled pixels (an image's, a superpixel's or 1 for a pixel query); result rows count clicks either way.
+    ``rounds`` counts every round, the random initial round 0 included. ``resolution`` is the longest side images
+    and masks are resized to (never up).
     ``acquisition`` is passed to :meth:`AcquisitionConfig.from_mapping`; the simulation overrides ``label_mode``
     (from ``query_mode``), ``top_k_regions``/``top_n_pixels``/``budget`` (selection happens over the whole pool)
     and ``seed`` (derived from ``seed`` and the round). ``max_units_per_image`` caps the units one image may give
@@ -140,6 +146,7 @@ class SimulationConfig:
     acquisition: Mapping[str, Any] = field(default_factory=lambda: {"heuristic": "predictive_entropy"})
     budget: float = 100.0
     initial_budget: float = 100.0
+    budget_unit: str = "clicks"
     rounds: int = 5
     seed: int = 0
     class_names: tuple[str, ...] = CAMVID_CLASSES
@@ -173,7 +180,9 @@ class SimulationConfig:
         if self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if self.budget <= 0 or self.initial_budget <= 0:
-            raise ValueError("budget and initial_budget must be > 0 clicks")
+            raise ValueError("budget and initial_budget must be > 0")
+        if self.budget_unit not in BUDGET_UNITS:
+            raise ValueError(f"budget_unit must be one of {', '.join(BUDGET_UNITS)}, got {self.budget_unit!r}")
         if self.resolution < 32:
             raise ValueError(f"resolution must be >= 32, got {self.resolution}")
         if self.boundary_erosion < 0 or self.mc_samples < 1:
@@ -436,18 +445,23 @@ def evaluate(net: SegmentationNet, examples: Sequence[Example], num_classes: int
 
 @dataclass
 class _Units:
-    """Candidate units of one round: image index, unit (region id / flat pixel / 0), score, cost."""
+    """Candidate units of one round: image index, unit (region id / flat pixel / 0), score, cost in clicks and
+    cost in the budget's unit (the same list when the budget counts clicks)."""
 
     images: list[int] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    clicks: list[float] = field(default_factory=list)
     costs: list[float] = field(default_factory=list)
 
-    def extend(self, image: int, units: Iterable[int], scores: Iterable[float], costs: Iterable[float]) -> None:
-        units, scores, costs = list(units), list(scores), list(costs)
+    def extend(
+        self, image: int, units: Iterable[int], scores: Iterable[float], clicks: Iterable[float], costs: Iterable[float]
+    ) -> None:
+        units, scores, clicks, costs = list(units), list(scores), list(clicks), list(costs)
         self.images += [image] * len(units)
         self.units += units
         self.scores += scores
+        self.clicks += clicks
         self.costs += costs
 
 
@@ -613,14 +627,27 @@ class Simulation:
                 summary = self._mc_summary(net, index, round_index)
                 scores = score_image(summary, example.image, acquisition, cache=self.cache, **statistics)
             if mode == "image":
-                cost = float(self.superpixels(index).max() + 1)
+                clicks = float(self.superpixels(index).max() + 1)
                 score = float(torch.rand(1, generator=random)) if random_scores else scores.image_score
-                found.extend(index, [0], [score], [cost])
+                units, unit_scores, unit_clicks = [0], [score], [clicks]
             elif mode == "pixels":
-                found.extend(index, *self._pixel_candidates(index, scores, acquisition, budget, random, random_scores))
+                units, unit_scores, unit_clicks = self._pixel_candidates(
+                    index, scores, acquisition, budget, random, random_scores
+                )
             else:
-                found.extend(index, *self._region_candidates(index, scores, random, random_scores))
+                units, unit_scores, unit_clicks = self._region_candidates(index, scores, random, random_scores)
+            costs = unit_clicks if config.budget_unit == "clicks" else self._pixel_counts(index, units)
+            found.extend(index, units, unit_scores, unit_clicks, costs)
         return found
+
+    def _pixel_counts(self, index: int, units: list[int]) -> list[float]:
+        """Pixels each unit of pool image ``index`` labels: the image, a superpixel or 1."""
+        if self.config.query_mode == "image":
+            return [float(self.pool[index].gt.size)] * len(units)
+        if self.config.query_mode == "pixels":
+            return [1.0] * len(units)
+        sizes = np.bincount(self.superpixels(index).ravel())
+        return [float(sizes[unit]) for unit in units]
 
     def _region_candidates(
         self, index: int, scores: Any, random: torch.Generator, random_scores: bool
@@ -690,7 +717,7 @@ class Simulation:
                 revealed.pixels.append((unit // width, unit % width))
             else:
                 revealed.regions.append(unit)
-            clicks += units.costs[position]
+            clicks += units.clicks[position]
         return clicks
 
     # --- training ---

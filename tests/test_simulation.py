@@ -156,6 +156,8 @@ def test_a_run_does_not_resume_with_other_settings(data, tmp_path):
 
 
 def test_config_is_validated(data, tmp_path):
+    with pytest.raises(ValueError, match="budget_unit"):
+        tiny_config(data, tmp_path, budget_unit="seconds")
     with pytest.raises(ValueError, match="query_mode"):
         tiny_config(data, tmp_path, query_mode="boxes", budget=1, initial_budget=1)
     with pytest.raises(ValueError, match="heuristic"):
@@ -236,6 +238,13 @@ def test_fully_supervised_reference_is_written_once(data, tmp_path):
     assert reference["kind"] == "reference" and 0.0 <= reference["miou"] <= 1.0
     assert json.loads((tmp_path / "reference" / "reference.json").read_text())["miou"] == reference["miou"]
     assert fully_supervised_reference(config, log=None) == json.loads(json.dumps(reference))
+
+
+def test_a_budget_in_pixels_bounds_the_labelled_pixels_and_rows_still_count_clicks(data, tmp_path):
+    config = tiny_config(data, tmp_path, budget_unit="pixels", budget=700, initial_budget=700)
+    rows = run_simulation(config, log=None)
+    assert rows[0]["labelled_pixels"] <= 700 < rows[1]["labelled_pixels"] <= 1400
+    assert [row["clicks_round"] for row in rows] == [row["units_selected"] for row in rows], "1 click per region"
 
 
 def test_the_reference_trains_as_many_steps_as_a_whole_warm_started_run(data, tmp_path):
