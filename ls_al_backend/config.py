@@ -140,6 +140,20 @@ class Settings:
         default="none", metadata={"help": "'none' or 'inverse_frequency' class weights in the loss."}
     )
     train_seed: int = field(default=0, metadata={"help": "Seed for reproducible training."})
+    train_semi_supervised: str = field(
+        default="none",
+        metadata={
+            "help": "'none' or 'mean_teacher': also learn from unlabelled tasks' images with an EMA teacher's "
+            "confidence-weighted pseudo labels and class-balanced ClassMix (S4AL); the teacher becomes the model."
+        },
+    )
+    train_ema_momentum: float = field(
+        default=0.99, metadata={"help": "Mean teacher: EMA momentum of the teacher, in [0, 1]."}
+    )
+    train_unlabelled_limit: int = field(
+        default=200,
+        metadata={"help": "Mean teacher: at most this many unlabelled tasks' images per training (a seeded sample)."},
+    )
     score_chunk_size: int = field(
         default=25, metadata={"help": "Unlabelled tasks per scoring job (several workers share a large pool)."}
     )
@@ -212,6 +226,14 @@ class Settings:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}")
         if self.train_class_weighting not in {"none", "inverse_frequency"}:
             raise ConfigError("TRAIN_CLASS_WEIGHTING must be 'none' or 'inverse_frequency'")
+        if self.train_semi_supervised not in {"none", "mean_teacher"}:
+            raise ConfigError(
+                f"TRAIN_SEMI_SUPERVISED must be 'none' or 'mean_teacher', got {self.train_semi_supervised!r}"
+            )
+        if not 0.0 <= self.train_ema_momentum <= 1.0:
+            raise ConfigError(f"TRAIN_EMA_MOMENTUM must be in [0, 1], got {self.train_ema_momentum}")
+        if self.train_unlabelled_limit < 1:
+            raise ConfigError(f"TRAIN_UNLABELLED_LIMIT must be >= 1, got {self.train_unlabelled_limit}")
         if self.train_crop_size % 32 or self.train_crop_size < 32:
             raise ConfigError(f"TRAIN_CROP_SIZE must be a positive multiple of 32, got {self.train_crop_size}")
         if min(self.train_every_n_annotations, self.train_epochs, self.train_batch_size, self.score_chunk_size) < 1:

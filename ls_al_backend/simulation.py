@@ -59,6 +59,7 @@ from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
 from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.inference import mc_dropout, pad_to_multiple, to_tensor
 from ls_al_backend.model.network import NetworkSpec, SegmentationNet, build_network, select_device
+from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
 from ls_al_backend.model.training import TrainConfig, TrainingSample, train
 
 CAMVID_CLASSES = (
@@ -86,11 +87,11 @@ QUERY_MODES: dict[str, QueryMode] = {
 #: Named settings for ``simulate --preset`` (explicit options win). ``superpixel_size`` goes into the acquisition
 #: mapping unless it sets one. Measured run times are in ``benchmarks/active_learning.md``.
 PRESETS: dict[str, dict[str, Any]] = {
-    # CamVid on 2 CPU cores: half resolution (240x180, ~160 superpixels per image), 5 rounds of 500 clicks,
+    # CamVid on 2 CPU cores: half resolution (240x180, ~160 superpixels per image), 4 rounds of 500 clicks,
     # 2 short warm-started epochs (16 batches of 8) per round.
     "cpu": {
         "resolution": 240,
-        "rounds": 5,
+        "rounds": 4,
         "budget": 500.0,
         "initial_budget": 500.0,
         "epochs": 2,
@@ -137,6 +138,8 @@ class SimulationConfig:
     unless ``keep_all_checkpoints`` (about 23 MB each for the default network). Each round trains ``epochs`` epochs
     of at most ``steps_per_epoch`` batches (None: every labelled image once). The fully supervised reference trains
     ``reference_epochs`` epochs (None: ``rounds * epochs``, the optimizer steps of a whole warm-started run).
+    ``semi_supervised="mean_teacher"`` passes every pool image to training as unlabelled (the reference stays
+    supervised).
     """
 
     pool_dir: str
@@ -163,6 +166,7 @@ class SimulationConfig:
     batch_size: int = 4
     lr: float = 1e-3
     class_weighting: str = "none"
+    semi_supervised: str = "none"
     mc_samples: int = 20
     mc_resolution: float = 0.25
     warm_start: bool = True
@@ -191,6 +195,8 @@ class SimulationConfig:
             raise ValueError(f"reference_epochs must be >= 1, got {self.reference_epochs}")
         if self.max_units_per_image is not None and self.max_units_per_image < 1:
             raise ValueError("max_units_per_image must be >= 1")
+        if self.semi_supervised not in SEMI_SUPERVISED_MODES:
+            raise ValueError(f"semi_supervised must be one of {', '.join(SEMI_SUPERVISED_MODES)}")
         base = self.acquisition_config(0)  # validates the mapping
         if self.query_mode.startswith("superpixel") and base.superpixel_method == "none":
             raise ValueError(f"query_mode {self.query_mode!r} needs superpixels (superpixel_method is 'none')")
@@ -207,7 +213,8 @@ class SimulationConfig:
 
     @property
     def strategy(self) -> str:
-        """Name of the strategy (one line per strategy in the plots): ``name`` or mode + heuristic + balance."""
+        """Name of the strategy (one line per strategy in the plots): ``name`` or mode + heuristic + balance
+        (+ sampling, + ``mean_teacher``)."""
         if self.name:
             return self.name
         acquisition = self.acquisition_config(0)
@@ -216,6 +223,8 @@ class SimulationConfig:
             parts.append(acquisition.class_balance)
         if acquisition.sampling != "top":
             parts.append(acquisition.sampling)
+        if self.semi_supervised != "none":
+            parts.append(self.semi_supervised)
         return ":".join(parts)
 
     def acquisition_config(self, round_index: int) -> AcquisitionConfig:
@@ -243,12 +252,13 @@ class SimulationConfig:
             lr=self.lr,
             crop_size=self.resolution,
             class_weighting=self.class_weighting,
+            semi_supervised=self.semi_supervised,
             seed=derive_seed(self.seed, "train", round_index) % (2**31),
         )
 
     def reference_train_config(self) -> TrainConfig:
         epochs = self.reference_epochs or self.rounds * self.epochs
-        return dataclasses.replace(self.train_config(0), epochs=epochs, stage2_epochs=0)
+        return dataclasses.replace(self.train_config(0), epochs=epochs, stage2_epochs=0, semi_supervised="none")
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -534,7 +544,14 @@ class Simulation:
         path = self.out / "config.json"
         mine = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_FIELDS}
         if path.is_file():
-            saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in RESUMABLE_FIELDS}
+            # a field added after the run was started reads as its default
+            defaults = {
+                spec.name: spec.default
+                for spec in dataclasses.fields(SimulationConfig)
+                if spec.default is not dataclasses.MISSING
+            }
+            saved = {**defaults, **json.loads(path.read_text())}
+            saved = {k: v for k, v in saved.items() if k not in RESUMABLE_FIELDS}
             if saved != mine:
                 changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
                 raise ValueError(
@@ -748,8 +765,15 @@ class Simulation:
         config = self.config
         if not config.warm_start:
             net = build_network(config.network_spec(), seed=config.seed)
+        unlabelled = [example.image for example in self.pool] if config.semi_supervised != "none" else None
         return train(
-            net, samples, config.train_config(round_index), self.device, _training_progress, mode=config.train_mode
+            net,
+            samples,
+            config.train_config(round_index),
+            self.device,
+            _training_progress,
+            mode=config.train_mode,
+            unlabelled=unlabelled,
         )
 
     # --- run ---

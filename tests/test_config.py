@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ls_al_backend.config import ConfigError, Settings
+from ls_al_backend.model.training import TrainConfig
 from tests.conftest import REPO_ROOT
 
 
@@ -32,11 +33,23 @@ def test_values_are_parsed_from_their_variables() -> None:
         ({"BASIC_AUTH_USER": "me"}, "BASIC_AUTH_PASS"),
         ({"ENCODER_WEIGHTS": "hub"}, "ENCODER_WEIGHTS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"TRAIN_SEMI_SUPERVISED": "fixmatch"}, "TRAIN_SEMI_SUPERVISED"),
+        ({"TRAIN_EMA_MOMENTUM": "1.5"}, "TRAIN_EMA_MOMENTUM"),
+        ({"TRAIN_UNLABELLED_LIMIT": "0"}, "TRAIN_UNLABELLED_LIMIT"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_name(environ: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(environ)
+
+
+def test_the_mean_teacher_is_off_by_default_and_its_settings_reach_the_train_config() -> None:
+    assert TrainConfig.from_settings(Settings.from_env({})).semi_supervised == "none"
+    settings = Settings.from_env(
+        {"TRAIN_SEMI_SUPERVISED": "mean_teacher", "TRAIN_EMA_MOMENTUM": "0.9", "TRAIN_UNLABELLED_LIMIT": "20"}
+    )
+    config = TrainConfig.from_settings(settings)
+    assert (config.semi_supervised, config.ema_momentum, settings.train_unlabelled_limit) == ("mean_teacher", 0.9, 20)
 
 
 def test_readme_documents_every_setting() -> None:

@@ -16,6 +16,7 @@ from ls_al_backend.labeling.annotations import IGNORE
 from ls_al_backend.simulation import (
     PRESETS,
     ImageLabels,
+    Simulation,
     SimulationConfig,
     build_target,
     config_from_preset,
@@ -155,6 +156,28 @@ def test_a_run_does_not_resume_with_other_settings(data, tmp_path):
         run_simulation(tiny_config(data, tmp_path, rounds=2, epochs=2), log=None)
 
 
+def test_a_run_started_before_a_setting_existed_resumes_with_its_default(data, tmp_path):
+    Simulation(tiny_config(data, tmp_path))._check_config()
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["semi_supervised"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    Simulation(tiny_config(data, tmp_path, rounds=3))._check_config()
+    with pytest.raises(ValueError, match="semi_supervised"):
+        Simulation(tiny_config(data, tmp_path, semi_supervised="mean_teacher"))._check_config()
+
+
+def test_mean_teacher_runs_two_rounds_under_its_own_strategy_name(data, tmp_path):
+    config = tiny_config(data, tmp_path, semi_supervised="mean_teacher")
+    assert config.strategy == "superpixel_dominant:bald:pixbal:mean_teacher"
+    assert config.train_config(0).semi_supervised == "mean_teacher"
+    assert config.reference_train_config().semi_supervised == "none"
+    rows = run_simulation(config, log=None)
+    assert [row["round"] for row in rows] == [0, 1] and all(0.0 <= row["miou"] <= 1.0 for row in rows)
+    assert json.loads((tmp_path / "results.json").read_text())["strategy"].endswith(":mean_teacher")
+    with pytest.raises(ValueError, match="semi_supervised"):
+        tiny_config(data, tmp_path, semi_supervised="fixmatch")
+
+
 def test_config_is_validated(data, tmp_path):
     with pytest.raises(ValueError, match="budget_unit"):
         tiny_config(data, tmp_path, budget_unit="seconds")
@@ -259,8 +282,10 @@ def test_the_cli_can_train_only_the_reference(data, tmp_path):
 
     pool, evaluation = data
     argv = ["simulate", "--pool", str(pool), "--eval", str(evaluation), "--out", str(tmp_path), "--reference-only"]
+    argv += ["--semi-supervised", "mean_teacher"]  # the reference trains supervised all the same
     assert main([*argv, "--resolution", "64", "--epochs", "1", "--rounds", "1", "--batch-size", "2"]) == 0
-    assert json.loads((tmp_path / "reference.json").read_text())["config"]["resolution"] == 64
+    config = json.loads((tmp_path / "reference.json").read_text())["config"]
+    assert config["resolution"] == 64 and config["semi_supervised"] == "mean_teacher"
     assert not (tmp_path / "results.json").exists()
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ls_al_backend.backend import Backend
 from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError
@@ -88,6 +90,26 @@ class Pipeline:
             report({"stage": "reading labels", "labelled_tasks": len(samples)})
         return samples, unlabelled
 
+    def unlabelled_images(
+        self, tasks: list[dict[str, Any]], task_ids: list[int], config: LabelConfig, report: Report = _no_report
+    ) -> list[np.ndarray]:
+        """Images of at most ``TRAIN_UNLABELLED_LIMIT`` of the ``task_ids`` (a sample seeded by ``TRAIN_SEED``), for
+        semi-supervised training. An image that cannot be read is logged and skipped."""
+        limit = self.settings.train_unlabelled_limit
+        if len(task_ids) > limit:
+            rng = np.random.default_rng(self.settings.train_seed)
+            task_ids = sorted(rng.choice(task_ids, limit, replace=False).tolist())
+        by_id = {int(task["id"]): task for task in tasks}
+        images = []
+        for task_id in task_ids:
+            try:
+                images.append(self.backend.images.load(by_id[task_id].get("data", {}).get(config.image_key)))
+            except (ImageError, OSError) as error:
+                log.warning("task %s: unlabelled image skipped: %s", task_id, error)
+                continue
+            report({"stage": "reading unlabelled images", "unlabelled_images": len(images)})
+        return images
+
     def initial_network(self, project_id: str, config: LabelConfig) -> SegmentationNet:
         """Warm start from the newest version trained for these classes, else ImageNet weights."""
         latest = self.backend.models.latest(project_id)
@@ -115,22 +137,24 @@ class Pipeline:
         if not samples:
             raise ValueError(f"project {project_id} has no usable annotations yet ({len(tasks)} tasks read)")
         net = self.initial_network(project_id, config)
+        train_config = TrainConfig.from_settings(self.settings)
+        images = None
+        if train_config.semi_supervised == "mean_teacher":
+            images = self.unlabelled_images(tasks, unlabelled, config, report)
+            if not images:
+                log.warning("project %s: no readable unlabelled image; training without the mean teacher", project_id)
+                train_config = dataclasses.replace(train_config, semi_supervised="none")
 
         def on_epoch(update: dict[str, Any]) -> None:
             report({**update, "stage": "training"})
 
         result = train(
-            net,
-            samples,
-            TrainConfig.from_settings(self.settings),
-            self.backend.device,
-            progress=on_epoch,
-            mode=config.mode,
+            net, samples, train_config, self.backend.device, progress=on_epoch, mode=config.mode, unlabelled=images
         )
         metadata = {
             **result.metrics,
             "labelled_tasks": [sample.task_id for sample in samples],
-            "config": dataclasses.asdict(TrainConfig.from_settings(self.settings)),
+            "config": dataclasses.asdict(train_config),
             "trained_at": time.time(),
             "seconds": time.time() - started,
         }

@@ -6,6 +6,12 @@ MulActSeg (see :mod:`ls_al_backend.model.losses`): stage 1 trains with the regio
 pixel pseudo labels from the stage-1 network and trains with cross entropy on them (from the weights the
 network came in with, as the authors retrain stage 2 from the initial weights; ``stage2_from_initial``).
 
+With ``semi_supervised="mean_teacher"`` every stage also learns from unlabelled images
+(:mod:`ls_al_backend.model.semi_supervised`): each supervised batch step draws one weakly augmented batch of
+unlabelled images, the stage's teacher (EMA of the network) pseudo-labels it, and the confidence-weighted loss of
+the network on the strong, ClassMixed view is added to the stage's supervised loss. The teacher is what the stage
+returns (best-by-validation selection evaluates the teacher), so scoring, ``/predict`` and checkpoints use it.
+
 Augmentations (random scale, random crop padded with IGNORE, horizontal flip) are drawn per sample from a
 generator seeded by ``(seed, stage, epoch, sample)``, so a run is reproducible and independent of
 ``num_workers``. On CUDA the forward pass runs under ``torch.autocast`` (float16) with a ``GradScaler``; on CPU
@@ -15,9 +21,10 @@ everything is float32.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +39,7 @@ from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.inference import pad_to_multiple, to_tensor
 from ls_al_backend.model.losses import multiclass_pseudo_labels, multiclass_region_loss, partial_cross_entropy
 from ls_al_backend.model.network import SegmentationNet
+from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES, MeanTeacher
 
 #: Below this many samples nothing is held out for validation (and there is no early stopping).
 MIN_SAMPLES_FOR_HOLDOUT = 5
@@ -68,6 +76,22 @@ class TrainConfig:
     num_workers: int = 0
     steps_per_epoch: int | None = None
     """At most this many batches per epoch (each epoch draws a fresh random subset); None: every sample once."""
+    semi_supervised: str = "none"
+    """``"none"`` or ``"mean_teacher"`` (needs unlabelled images; see :mod:`ls_al_backend.model.semi_supervised`)."""
+    ema_momentum: float = 0.99
+    """Mean teacher: EMA momentum of the teacher (ramped up from 0 over the first steps, as in Mean Teacher)."""
+    confidence_threshold: float = 0.97
+    """Mean teacher: an image's unsupervised loss is weighted by its share of pixels with confidence above this."""
+    unsupervised_weight: float = 1.0
+    """Mean teacher: weight of the unsupervised term added to the supervised loss."""
+    unlabelled_batch_size: int | None = None
+    """Mean teacher: unlabelled images per step; None: ``batch_size``."""
+    classmix: bool = True
+    """Mean teacher: paste one class of a recent unlabelled crop onto every strong view (class-balanced ClassMix)."""
+    replay_buffer_size: int = 64
+    """Mean teacher: how many recent unlabelled crops ClassMix draws from."""
+    classmix_alpha: float = 0.5
+    """Mean teacher: ClassMix draws class c with probability proportional to (1 / labelled share of c) ** alpha."""
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
@@ -79,6 +103,8 @@ class TrainConfig:
             "crop_size": settings.train_crop_size,
             "seed": settings.train_seed,
             "class_weighting": settings.train_class_weighting,
+            "semi_supervised": settings.train_semi_supervised,
+            "ema_momentum": settings.train_ema_momentum,
         }
         return cls(**{**values, **overrides})
 
@@ -95,6 +121,19 @@ class TrainConfig:
             raise ValueError("patience must be >= 1, lr > 0, num_workers >= 0 and expand_radius >= 0")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch}")
+        if self.semi_supervised not in SEMI_SUPERVISED_MODES:
+            raise ValueError(f"semi_supervised must be one of {SEMI_SUPERVISED_MODES}, got {self.semi_supervised!r}")
+        if not 0.0 <= self.ema_momentum <= 1.0 or not 0.0 <= self.confidence_threshold < 1.0:
+            raise ValueError(
+                f"ema_momentum must be in [0, 1] and confidence_threshold in [0, 1), got {self.ema_momentum} and "
+                f"{self.confidence_threshold}"
+            )
+        if self.unsupervised_weight < 0 or self.classmix_alpha < 0:
+            raise ValueError("unsupervised_weight and classmix_alpha must be >= 0")
+        if self.unlabelled_batch_size is not None and self.unlabelled_batch_size < 1:
+            raise ValueError(f"unlabelled_batch_size must be >= 1 or None, got {self.unlabelled_batch_size}")
+        if self.replay_buffer_size < 1:
+            raise ValueError(f"replay_buffer_size must be >= 1, got {self.replay_buffer_size}")
 
 
 @dataclass
@@ -231,16 +270,42 @@ def _collate(items: list[_Item]) -> _Batch:
     return _Batch(images, labels, torch.stack(region_maps), torch.cat([item.candidates for item in items]))
 
 
+def _weak_batches(
+    images: Sequence[np.ndarray], batch_size: int, config: TrainConfig, stride: int, rng: np.random.Generator
+) -> Iterator[_Batch]:
+    """Endless batches of weakly augmented unlabelled images (the labelled set's scale, crop and flip), cycling
+    through ``images`` in a fresh random order per pass. ``labels`` is 0 on image pixels and IGNORE on padding."""
+
+    def indices() -> Iterator[int]:
+        while True:
+            yield from rng.permutation(len(images)).tolist()
+
+    order = indices()
+    while True:
+        items = []
+        for index in itertools.islice(order, batch_size):
+            image = to_tensor(images[index])
+            blank = torch.zeros(image.shape[-2:], dtype=torch.int64)
+            items.append(augment(_Item(image, blank, None, None), rng, config, stride))
+        yield _collate(items)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Loop
 
 
-def _class_weights(items: list[_Item], num_classes: int) -> torch.Tensor:
-    """Inverse label frequency, normalised to mean 1 over the classes that occur (absent classes get 1)."""
+def _label_counts(items: list[_Item], num_classes: int) -> torch.Tensor:
+    """``[C]`` float64: labelled pixels per class."""
     counts = torch.zeros(num_classes, dtype=torch.float64)
     for item in items:
         labelled = item.labels[item.labels != IGNORE]
         counts += torch.bincount(labelled, minlength=num_classes).double()
+    return counts
+
+
+def _class_weights(items: list[_Item], num_classes: int) -> torch.Tensor:
+    """Inverse label frequency, normalised to mean 1 over the classes that occur (absent classes get 1)."""
+    counts = _label_counts(items, num_classes)
     present = counts > 0
     weights = torch.ones(num_classes, dtype=torch.float64)
     if present.any():
@@ -290,13 +355,31 @@ def _run_stage(
     history: dict[str, Any],
     progress: Callable[[dict], None] | None,
     total_epochs: int,
-) -> None:
-    """Train one stage with early stopping on ``val_items``; leaves the best weights in ``net``."""
+    unlabelled: Sequence[np.ndarray] | None = None,
+) -> SegmentationNet:
+    """Train one stage with early stopping on ``val_items`` and return its network with the best weights: ``net``
+    itself, or with ``unlabelled`` images the mean teacher of ``net`` (then ``net`` keeps its last weights)."""
     use_amp = config.amp and device.type == "cuda"
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     dataset = _AugmentedSet(stage.items, config, net.output_stride, stage.index)
     best_loss, best_state, best_epoch, waited = math.inf, None, None, 0
+    mean_teacher, weak_batches = None, None
+    if unlabelled is not None:
+        rng = np.random.default_rng([config.seed, stage.index, 1 << 21])
+        mean_teacher = MeanTeacher(
+            net,
+            _label_counts(stage.items, net.spec.num_classes).numpy(),
+            rng,
+            momentum=config.ema_momentum,
+            threshold=config.confidence_threshold,
+            classmix=config.classmix,
+            buffer_size=config.replay_buffer_size,
+            alpha=config.classmix_alpha,
+        )
+        batch_size = config.unlabelled_batch_size or config.batch_size
+        weak_batches = _weak_batches(unlabelled, batch_size, config, net.output_stride, rng)
+    result = net if mean_teacher is None else mean_teacher.teacher
 
     def batches(epoch: int) -> Iterator[_Batch]:
         dataset.epoch = epoch
@@ -308,7 +391,7 @@ def _run_stage(
 
     for epoch in range(stage.epochs):
         net.train()
-        epoch_losses, epoch_sizes = [], []
+        epoch_losses, epoch_sizes, unsupervised_losses, confident_shares = [], [], [], []
         for batch in batches(epoch):
             batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
@@ -316,31 +399,44 @@ def _run_stage(
                 logits = net(batch.images)
             loss = stage.loss_fn(logits.float(), batch)
             scaler.scale(loss).backward()
+            if mean_teacher is not None:  # backward per term: one graph in memory at a time
+                weak = next(weak_batches).to(device)
+                unsupervised, share = mean_teacher.unsupervised_loss(net, weak.images, weak.labels != IGNORE, use_amp)
+                scaler.scale(config.unsupervised_weight * unsupervised).backward()
+                unsupervised_losses.append(float(unsupervised.detach()))
+                confident_shares.append(share)
             scaler.step(optimizer)
             scaler.update()
+            if mean_teacher is not None:
+                mean_teacher.update(net)
             epoch_losses.append(float(loss.detach()))
             epoch_sizes.append(batch.images.shape[0])
         train_loss = float(np.average(epoch_losses, weights=epoch_sizes))
-        val_loss = _evaluate(net, val_items, val_loss_fn, device) if val_items else None
+        val_loss = _evaluate(result, val_items, val_loss_fn, device) if val_items else None
         history["train_loss"].append(train_loss)
         history["val_loss"].append(val_loss)
         global_epoch = len(history["train_loss"])
+        report = {"stage": "train", "epoch": global_epoch, "epochs": total_epochs, "loss": train_loss}
+        if mean_teacher is not None:
+            history["unsupervised_loss"].append(float(np.mean(unsupervised_losses)))
+            history["confident_share"].append(float(np.mean(confident_shares)))
+            report["unsupervised_loss"] = history["unsupervised_loss"][-1]
         if progress is not None:
-            report = {"stage": "train", "epoch": global_epoch, "epochs": total_epochs, "loss": train_loss}
             progress({**report, "val_loss": val_loss, "phase": stage.name})
         if val_loss is None:
             best_epoch = global_epoch
             continue
         if val_loss < best_loss:
             best_loss, best_epoch, waited = val_loss, global_epoch, 0
-            best_state = copy.deepcopy(net.state_dict())
+            best_state = copy.deepcopy(result.state_dict())
         else:
             waited += 1
             if waited >= config.patience:
                 break
     if best_state is not None:
-        net.load_state_dict(best_state)
+        result.load_state_dict(best_state)
     history["best_epoch"] = best_epoch
+    return result
 
 
 @torch.no_grad()
@@ -371,16 +467,25 @@ def train(
     device: torch.device,
     progress: Callable[[dict], None] | None = None,
     mode: QueryMode = QueryMode.DENSE_BRUSH,
+    unlabelled: Sequence[np.ndarray] | None = None,
 ) -> TrainResult:
     """Fine-tune ``net`` on ``samples`` and return it in eval mode with its best-by-validation weights.
+
+    With ``config.semi_supervised == "mean_teacher"``, ``unlabelled`` (``[H, W, 3]`` uint8 RGB images, at least
+    one) are learnt from too and ``TrainResult.net`` is the teacher, a separate network (eval mode, best by
+    validation), while ``net`` is left with the student's last weights. Otherwise ``unlabelled`` is not used.
 
     ``progress`` gets ``{"stage": "train", "epoch", "epochs", "loss", "val_loss", "phase"}`` after every epoch
     (``epoch`` counts across both phases of multi-class mode; ``val_loss`` is None without a hold-out).
     ``metrics``: ``epochs_run``, ``train_loss`` / ``val_loss`` (per epoch), ``best_epoch``, ``label_counts``
     (labelled pixels per class in the annotations), ``labelled_pixels``, ``train_samples``, ``val_samples``,
     ``val_task_ids``,
-    ``skipped_samples`` (no labelled pixel), ``validation`` (a sentence), ``device``, ``amp``, ``seconds``, and in
-    multi-class mode ``stage1_epochs``, ``stage2_epochs``, ``pseudo_labelled_pixels``.
+    ``skipped_samples`` (no labelled pixel), ``validation`` (a sentence), ``device``, ``amp``, ``seconds``,
+    ``semi_supervised``, in multi-class mode ``stage1_epochs``, ``stage2_epochs``, ``pseudo_labelled_pixels``, and
+    with the mean teacher ``unlabelled_images``, ``unsupervised_loss`` and ``confident_share`` (per epoch: the
+    mean unsupervised loss before ``unsupervised_weight``, the mean share of pixels above the confidence
+    threshold); ``train_loss`` stays the supervised loss. The mean teacher's progress reports carry
+    ``unsupervised_loss`` too.
     """
     started = time.monotonic()
     num_classes = net.spec.num_classes
@@ -396,6 +501,14 @@ def train(
             raise ValueError(f"task {sample.task_id}: multi-class mode needs region_ids and candidates")
         if multiclass and sample.target.candidates.shape[1] != num_classes:
             raise ValueError(f"task {sample.task_id}: candidates do not have {num_classes} classes")
+    unlabelled_images = None
+    if config.semi_supervised == "mean_teacher":
+        unlabelled_images = [] if unlabelled is None else list(unlabelled)
+        if not unlabelled_images:
+            raise ValueError("semi_supervised='mean_teacher' needs unlabelled images: train(..., unlabelled=[...])")
+        for index, image in enumerate(unlabelled_images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"unlabelled image {index}: expected [H, W, 3] uint8, got {image.shape} {image.dtype}")
     split_rng = np.random.default_rng([config.seed, 7])
     order = split_rng.permutation(len(usable))
     holdout = len(usable) >= MIN_SAMPLES_FOR_HOLDOUT and config.val_fraction > 0
@@ -407,7 +520,13 @@ def train(
 
     net.to(device)
     initial_state = copy.deepcopy(net.state_dict()) if multiclass and config.stage2_from_initial else None
-    history: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": None}
+    history: dict[str, Any] = {
+        "train_loss": [],
+        "val_loss": [],
+        "best_epoch": None,
+        "unsupervised_loss": [],
+        "confident_share": [],
+    }
     stage2_epochs = config.stage2_epochs if multiclass else 0
     total_epochs = config.epochs + stage2_epochs
 
@@ -439,22 +558,28 @@ def train(
     first = _Stage(phase, 1, config.epochs, train_items, first_loss)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        _run_stage(net, first, val_items, first_loss, config, device, history, progress, total_epochs)
+        trained = _run_stage(
+            net, first, val_items, first_loss, config, device, history, progress, total_epochs, unlabelled_images
+        )
         stage1_epochs = len(history["train_loss"])
         pseudo_pixels = None
         if stage2_epochs > 0:
-            pseudo_items = _pseudo_label_items(net, train_items, config.expand_radius, device)
+            pseudo_items = _pseudo_label_items(trained, train_items, config.expand_radius, device)
             pseudo_pixels = int(sum(int((item.labels != IGNORE).sum()) for item in pseudo_items))
             if initial_state is not None:
                 net.load_state_dict(initial_state)
+            elif trained is not net:  # stage 2 goes on from the stage-1 teacher
+                net.load_state_dict(trained.state_dict())
             pseudo_weights = weights_for(pseudo_items)
 
             def pseudo_loss(logits: torch.Tensor, batch: _Batch) -> torch.Tensor:
                 return partial_cross_entropy(logits, batch.labels, pseudo_weights)
 
             second = _Stage("pseudo_labels", 2, stage2_epochs, pseudo_items, pseudo_loss)
-            _run_stage(net, second, val_items, region_loss, config, device, history, progress, total_epochs)
-    net.eval()
+            trained = _run_stage(
+                net, second, val_items, region_loss, config, device, history, progress, total_epochs, unlabelled_images
+            )
+    trained.eval()
 
     label_counts = np.zeros(num_classes, dtype=np.int64)
     for sample in usable:
@@ -482,11 +607,18 @@ def train(
         "device": str(device),
         "amp": bool(config.amp and device.type == "cuda"),
         "seconds": round(time.monotonic() - started, 3),
+        "semi_supervised": config.semi_supervised,
     }
+    if unlabelled_images is not None:
+        metrics.update(
+            unlabelled_images=len(unlabelled_images),
+            unsupervised_loss=history["unsupervised_loss"],
+            confident_share=history["confident_share"],
+        )
     if multiclass:
         metrics.update(
             stage1_epochs=stage1_epochs,
             stage2_epochs=len(history["train_loss"]) - stage1_epochs,
             pseudo_labelled_pixels=pseudo_pixels,
         )
-    return TrainResult(net=net, metrics=metrics)
+    return TrainResult(net=trained, metrics=metrics)

@@ -6,6 +6,7 @@ import pytest
 
 from ls_al_backend.jobs.pipeline import Pipeline
 from ls_al_backend.jobs.runners import run_round
+from ls_al_backend.labeling.config import parse_label_config
 from ls_al_backend.studio import StudioError
 from tests.jobs.conftest import DENSE_XML, PROJECT, job_settings
 
@@ -75,6 +76,25 @@ def test_malformed_and_cancelled_annotations_are_skipped(tmp_path, studio) -> No
     outcome = Pipeline(job_settings(tmp_path, studio.url)).train(PROJECT, DENSE_XML)
     assert outcome.version == 1
     assert 2 in outcome.unlabelled_task_ids
+
+
+def test_the_mean_teacher_learns_from_the_readable_unlabelled_images(tmp_path, studio) -> None:
+    studio.tasks[5]["data"]["image"] = "/data/upload/5/missing.png"
+    pipeline = Pipeline(job_settings(tmp_path, studio.url, train_semi_supervised="mean_teacher"))
+    outcome = pipeline.train(PROJECT, DENSE_XML)
+    assert outcome.metrics["semi_supervised"] == "mean_teacher"
+    assert outcome.metrics["unlabelled_images"] == 3, "tasks 4, 6, 7; the unreadable task 5 is skipped"
+    assert pipeline.backend.models.load(PROJECT, 1).metadata["config"]["semi_supervised"] == "mean_teacher"
+
+
+def test_unlabelled_images_are_capped_and_without_any_training_stays_supervised(tmp_path, studio) -> None:
+    pipeline = Pipeline(job_settings(tmp_path, studio.url, train_semi_supervised="mean_teacher"))
+    tasks = list(pipeline.studio.iter_tasks(PROJECT))
+    capped = Pipeline(job_settings(tmp_path, studio.url, train_unlabelled_limit=2))
+    assert len(capped.unlabelled_images(tasks, [4, 5, 6, 7], parse_label_config(DENSE_XML))) == 2
+    for task_id in (4, 5, 6, 7):
+        studio.tasks[task_id]["data"]["image"] = "/data/upload/5/missing.png"
+    assert pipeline.train(PROJECT, DENSE_XML).metrics["semi_supervised"] == "none"
 
 
 def test_scoring_never_fetches_single_tasks(tmp_path, studio) -> None:

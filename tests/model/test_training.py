@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -210,6 +212,88 @@ def test_bad_configs_are_refused() -> None:
         TrainConfig(class_weighting="median")
     with pytest.raises(ValueError, match="scale"):
         TrainConfig(scale=(1.5, 1.0))
+    with pytest.raises(ValueError, match="semi_supervised"):
+        TrainConfig(semi_supervised="fixmatch")
+    with pytest.raises(ValueError, match="ema_momentum"):
+        TrainConfig(ema_momentum=1.5)
+    with pytest.raises(ValueError, match="confidence_threshold"):
+        TrainConfig(confidence_threshold=1.0)
+    with pytest.raises(ValueError, match="unlabelled_batch_size"):
+        TrainConfig(unlabelled_batch_size=0)
+    with pytest.raises(ValueError, match="replay_buffer_size"):
+        TrainConfig(replay_buffer_size=0)
+
+
+# ---------------------------------------------------------------------------------------------------- mean teacher
+
+#: Threshold 0: every pixel counts as confident, so the untrained teacher's pseudo labels carry weight.
+MEAN_TEACHER = TrainConfig(
+    epochs=1, batch_size=1, crop_size=64, seed=0, semi_supervised="mean_teacher", confidence_threshold=0.0
+)
+
+
+def unlabelled_images(camvid) -> list[np.ndarray]:
+    return [image for image, _ in camvid[2:5]]
+
+
+def test_mean_teacher_returns_an_eval_mode_teacher_apart_from_the_student_reproducibly(camvid) -> None:
+    samples = dense_samples(camvid, 2)
+
+    def run():
+        net = build_network(SPEC, seed=0)
+        return net, train(net, samples, MEAN_TEACHER, CPU, unlabelled=unlabelled_images(camvid))
+
+    student, result = run()
+    teacher = result.net
+    assert teacher is not student and not any(module.training for module in teacher.modules())
+    teacher_state, student_state = teacher.state_dict(), student.state_dict()
+    assert not all(torch.equal(teacher_state[name], student_state[name]) for name in teacher_state)
+    metrics = result.metrics
+    assert metrics["semi_supervised"] == "mean_teacher" and metrics["unlabelled_images"] == 3
+    assert len(metrics["unsupervised_loss"]) == 1 and metrics["unsupervised_loss"][0] > 0
+    assert metrics["confident_share"] == [1.0]
+    _, again = run()
+    assert all(torch.equal(teacher_state[name], value) for name, value in again.net.state_dict().items())
+    assert again.metrics["unsupervised_loss"] == metrics["unsupervised_loss"]
+
+
+def test_with_momentum_zero_the_teacher_is_the_last_student(camvid) -> None:
+    net = build_network(SPEC, seed=0)
+    config = dataclasses.replace(MEAN_TEACHER, ema_momentum=0.0, classmix=False)
+    result = train(net, dense_samples(camvid, 2), config, CPU, unlabelled=unlabelled_images(camvid))
+    assert result.net is not net
+    assert all(torch.equal(value, net.state_dict()[name]) for name, value in result.net.state_dict().items())
+
+
+def test_early_stopping_evaluates_and_restores_the_teacher(camvid) -> None:
+    samples = dense_samples(camvid, 5)
+    config = dataclasses.replace(MEAN_TEACHER, epochs=2, batch_size=2, lr=1e-2, patience=1)
+    result = train(build_network(SPEC, seed=0), samples, config, CPU, unlabelled=unlabelled_images(camvid))
+    val_loss = result.metrics["val_loss"]
+    assert result.metrics["val_samples"] == 1 and result.metrics["best_epoch"] == int(np.argmin(val_loss)) + 1
+    held_out = [s for s in samples if s.task_id in result.metrics["val_task_ids"]]
+    assert loss_on(result.net, held_out) == pytest.approx(min(val_loss), rel=1e-4)
+
+
+def test_mean_teacher_in_multiclass_mode_runs_both_stages(camvid) -> None:
+    config = dataclasses.replace(MEAN_TEACHER, batch_size=2, stage2_epochs=1, expand_radius=4)
+    net = build_network(SPEC, seed=0)
+    result = train(
+        net, multiclass_samples(camvid, 2), config, CPU, mode=QueryMode.SUPERPIXEL_MULTICLASS, unlabelled=[camvid[4][0]]
+    )
+    metrics = result.metrics
+    assert metrics["stage1_epochs"] == 1 and metrics["stage2_epochs"] == 1
+    assert len(metrics["unsupervised_loss"]) == 2 and all(loss > 0 for loss in metrics["unsupervised_loss"])
+    assert result.net is not net and not result.net.training
+
+
+def test_mean_teacher_without_unlabelled_images_is_refused(camvid) -> None:
+    samples = dense_samples(camvid, 1)
+    for unlabelled in (None, []):
+        with pytest.raises(ValueError, match="needs unlabelled images"):
+            train(build_network(SPEC, seed=0), samples, MEAN_TEACHER, CPU, unlabelled=unlabelled)
+    with pytest.raises(ValueError, match="unlabelled image 0"):
+        train(build_network(SPEC, seed=0), samples, MEAN_TEACHER, CPU, unlabelled=[camvid[0][1]])
 
 
 # ---------------------------------------------------------------------------------------------------- augmentation
