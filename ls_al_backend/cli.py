@@ -1,4 +1,4 @@
-"""Command line: ``ls-al-backend serve | worker | train | simulate``."""
+"""Command line: ``ls-al-backend serve | worker | train | simulate | bench``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -94,9 +95,33 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--pool-limit", type=int, help="use this many pool images (evenly spaced)")
     sim.add_argument("--eval-limit", type=int, help="use this many evaluation images (evenly spaced)")
     sim.add_argument("--no-warm-start", action="store_true", help="retrain from ImageNet weights every round")
+    sim.add_argument(
+        "--semi-supervised",
+        choices=("none", "mean_teacher"),
+        help="also learn from every pool image as unlabelled, with a mean teacher (default none)",
+    )
     sim.add_argument("--reference", action="store_true", help="also train the fully supervised reference")
     sim.add_argument("--reference-only", action="store_true", help="train only the fully supervised reference")
     sim.add_argument("--plot", nargs="+", type=Path, help="only plot these results.json/reference.json into --out")
+    bench_parser = commands.add_parser(
+        "bench", help="measure speed (MC dropout, /predict, pool scoring, training); write JSON + README.md to --out"
+    )
+    bench_parser.add_argument("--data", required=True, type=Path, help="dataset split folder: images/ and masks/")
+    bench_parser.add_argument("--out", required=True, type=Path, help="results folder, e.g. benchmarks/speed")
+    bench_parser.add_argument("--images", type=int, help="images for /predict and pool scoring (default 50)")
+    bench_parser.add_argument("--samples", help="MC-dropout sample counts T, comma-separated (default 1,5,10,20,50)")
+    bench_parser.add_argument("--only", help="comma-separated subset of mc,predict,scoring,training (default all)")
+    bench_parser.add_argument("--mc-images", type=int, help="images for the MC-dropout cost (default 10)")
+    bench_parser.add_argument("--train-images", type=int, help="images for training speed (default 16)")
+    bench_parser.add_argument("--train-epochs", type=int, help="epochs for training speed (default 2)")
+    bench_parser.add_argument("--workers", help="worker counts for pool scoring, comma-separated (default 1,2)")
+    bench_parser.add_argument("--redis-url", help="Redis for the scoring workers (default redis://127.0.0.1:6379/9)")
+    bench_parser.add_argument("--label-configs", type=Path, help="label config folder (default label_configs)")
+    bench_parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 2 images shrunk to 64 px, T in 1,2, MC_SAMPLES=2, one training step (explicit options win)",
+    )
     args = parser.parse_args(argv)
 
     overrides = {key: value for key in ("host", "port") if (value := getattr(args, key, None)) is not None}
@@ -121,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             train_offline(settings, args.export, args.images, args.label_config, args.project)
         elif args.command == "simulate":
             simulate(args)
+        elif args.command == "bench":
+            bench(args, settings, sys.argv[1:] if argv is None else argv)
     except CommandError as error:
         print(f"ls-al-backend {args.command}: {error}", file=sys.stderr)
         return 2
@@ -192,6 +219,7 @@ def simulate(args: argparse.Namespace) -> None:
             pool_limit=args.pool_limit,
             eval_limit=args.eval_limit,
             warm_start=False if args.no_warm_start else None,
+            semi_supervised=args.semi_supervised,
         )
         if not args.reference_only:
             run_simulation(config)
@@ -199,6 +227,43 @@ def simulate(args: argparse.Namespace) -> None:
             fully_supervised_reference(config)
     except (ValueError, OSError) as error:
         raise CommandError(str(error)) from None
+
+
+def bench(args: argparse.Namespace, settings: Settings, argv: list[str]) -> None:
+    """Measure the product's speed and write ``<out>/<time>-<host>.json`` and ``<out>/README.md``."""
+    from ls_al_backend.bench import BenchOptions, quick_run, run_benchmarks
+    from ls_al_backend.bench.report import render_run
+
+    def counts(text: str | None, option: str) -> tuple[int, ...] | None:
+        try:
+            return None if text is None else tuple(int(word) for word in text.split(","))
+        except ValueError:
+            raise CommandError(f"{option}: expected comma-separated integers, got {text!r}") from None
+
+    options = BenchOptions(data=args.data, out=args.out)
+    if args.quick:
+        options, settings = quick_run(options, settings)
+    given = {
+        "redis_url": args.redis_url,
+        "label_configs": args.label_configs,
+        "images": args.images,
+        "samples": counts(args.samples, "--samples"),
+        "only": None if args.only is None else tuple(word.strip() for word in args.only.split(",")),
+        "mc_images": args.mc_images,
+        "train_images": args.train_images,
+        "train_epochs": args.train_epochs,
+        "workers": counts(args.workers, "--workers"),
+    }
+    options = dataclasses.replace(options, **{key: value for key, value in given.items() if value is not None})
+    try:
+        report, path = run_benchmarks(options, settings, command="ls-al-backend " + shlex.join(argv))
+    except (ValueError, OSError) as error:
+        raise CommandError(str(error)) from None
+    print(render_run(report, path.name))
+    print(f"wrote {path} and {path.parent / 'README.md'}")
+    failed = [name for name, result in report["results"].items() if "error" in result]
+    if failed:
+        raise CommandError(f"{', '.join(failed)} failed (the error is in {path})")
 
 
 def _print_progress(update: dict) -> None:

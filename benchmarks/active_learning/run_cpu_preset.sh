@@ -14,8 +14,9 @@ OUT=benchmarks/active_learning/cpu
 PARALLEL="${PARALLEL:-2}"
 mkdir -p "$OUT"
 
-# name | query mode | acquisition (JSON); longest first so the parallel slots stay busy.
+# name | query mode | acquisition (JSON) [| extra options]; longest first so the parallel slots stay busy.
 RUNS=(
+  "sp_entropy_mean_teacher|superpixel_dominant|{\"heuristic\": \"predictive_entropy\"}|--semi-supervised mean_teacher"
   "sp_pixbal|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"pixbal\"}"
   "sp_balent|superpixel_dominant|{\"heuristic\": \"balanced_entropy\"}"
   "px_balent|pixels|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}"
@@ -27,10 +28,11 @@ RUNS=(
 )
 
 run_one() {
-  local name="${1%%|*}" rest="${1#*|}"
-  local mode="${rest%%|*}" acquisition="${rest#*|}"
+  local name mode acquisition extra
+  IFS='|' read -r name mode acquisition extra <<< "$1"
+  # shellcheck disable=SC2086  # extra holds separate options
   OMP_NUM_THREADS=1 "$LS_AL" simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" \
-    --out "$OUT/$name" --name "$name" --mode "$mode" --acquisition "$acquisition" > "$OUT/$name.log" 2>&1
+    --out "$OUT/$name" --name "$name" --mode "$mode" --acquisition "$acquisition" $extra > "$OUT/$name.log" 2>&1
   echo "$name done: $(tail -n 1 "$OUT/$name.log")"
 }
 reference() {
@@ -44,5 +46,9 @@ export CAMVID LS_AL OUT
 { printf '%s\n' "${RUNS[@]}"; echo "reference"; } |
   xargs -d '\n' -P "$PARALLEL" -I{} bash -c 'if [ "$1" = reference ]; then reference; else run_one "$1"; fi' _ {}
 
+# learning curves of the acquisition strategies, and the mean-teacher comparison on its own
+mapfile -t STRATEGIES < <(ls "$OUT"/*/results.json | grep -v mean_teacher)
 "$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" \
-  --plot "$OUT"/*/results.json "$OUT/reference/reference.json"
+  --plot "${STRATEGIES[@]}" "$OUT/reference/reference.json"
+"$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT/semi_supervised" \
+  --plot "$OUT"/{sp_random,sp_entropy,sp_entropy_mean_teacher}/results.json "$OUT/reference/reference.json"

@@ -178,19 +178,9 @@ def train_job(project_id: str) -> dict[str, Any]:
             pipeline = _pipeline(settings)
             outcome = pipeline.train(project_id, label_config_xml, report)
             queue = job_queue(settings, connection)
-            chunk_jobs = [
-                queue.enqueue(
-                    score_job,
-                    project_id,
-                    label_config_xml,
-                    chunk,
-                    job_timeout=JOB_TIMEOUT_S,
-                    result_ttl=KEEP_RESULTS_S,
-                    failure_ttl=KEEP_RESULTS_S,
-                    meta={"kind": "score", "project": project_id, "tasks": len(chunk)},
-                )
-                for chunk in chunks(outcome.unlabelled_task_ids, settings.score_chunk_size)
-            ]
+            chunk_jobs = enqueue_scoring(
+                queue, project_id, label_config_xml, outcome.unlabelled_task_ids, settings.score_chunk_size
+            )
             publish = queue.enqueue(
                 publish_job,
                 project_id,
@@ -211,6 +201,25 @@ def train_job(project_id: str) -> dict[str, Any]:
         "score_jobs": [chunk.id for chunk in chunk_jobs],
         "publish_job": publish.id,
     }
+
+
+def enqueue_scoring(
+    queue: Queue, project_id: str, label_config_xml: str, task_ids: list[int], chunk_size: int
+) -> list[Job]:
+    """One :func:`score_job` per chunk of at most ``chunk_size`` tasks; any worker on the queue takes them."""
+    return [
+        queue.enqueue(
+            score_job,
+            project_id,
+            label_config_xml,
+            chunk,
+            job_timeout=JOB_TIMEOUT_S,
+            result_ttl=KEEP_RESULTS_S,
+            failure_ttl=KEEP_RESULTS_S,
+            meta={"kind": "score", "project": project_id, "tasks": len(chunk)},
+        )
+        for chunk in chunks(task_ids, chunk_size)
+    ]
 
 
 def score_job(project_id: str, label_config_xml: str, task_ids: list[int]) -> dict[str, Any]:

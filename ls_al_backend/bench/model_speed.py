@@ -1,0 +1,173 @@
+"""Measurements inside this process: MC-dropout cost and training speed, with the code the server and workers run.
+
+The network comes from the server's model cache (:class:`~ls_al_backend.backend.Backend`) or from the training
+pipeline (:meth:`~ls_al_backend.jobs.pipeline.Pipeline.initial_network`), so it is exactly the network served or
+trained (untrained head, version 0: timings do not depend on the weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ls_al_backend.backend import Backend
+from ls_al_backend.config import Settings
+from ls_al_backend.jobs.pipeline import Pipeline
+from ls_al_backend.labeling.annotations import LabelTarget
+from ls_al_backend.labeling.config import parse_label_config
+from ls_al_backend.model.inference import mc_dropout, pad_to_multiple, to_tensor, working_size
+from ls_al_backend.model.training import TrainConfig, TrainingSample, train
+from ls_al_backend.simulation import load_split
+
+#: ``load_split`` resolution that never shrinks an image.
+FULL_SIZE = 1_000_000
+#: Samples of the warm-up MC-dropout call: one chunk of 5 and one of 1, the chunk shapes every T here uses.
+WARMUP_SAMPLES = 6
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    """A function that runs its argument once and returns the wall seconds (waiting for the GPU on CUDA)."""
+
+    def seconds(function: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        function()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - started
+
+    return seconds
+
+
+def measure_mc_dropout(
+    settings: Settings,
+    label_config: str,
+    images: Sequence[Path],
+    warmup: Path,
+    samples: Sequence[int],
+    mc_resolutions: Sequence[float],
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """Cost of the server's ``mc_dropout`` call as a multiple of one deterministic forward pass.
+
+    Per image: the deterministic pass (``net(batch)`` on the image as the server feeds it: longest side at most
+    ``INFERENCE_MAX_SIDE``, padded to the output stride) timed ``repeats`` times (median), then one
+    ``mc_dropout`` call per (MC resolution, T), which also includes preprocessing and the full-resolution class
+    probabilities. The ratio is the median over images of ``mc seconds / deterministic seconds`` of that image.
+    """
+    with tempfile.TemporaryDirectory(prefix="ls-al-bench-") as data_dir:
+        backend = Backend(dataclasses.replace(settings, data_dir=Path(data_dir), model_dir=""))
+        net, _ = backend.cache.get("bench", parse_label_config(label_config).class_names)
+        device = backend.device
+        seconds = _timer(device)
+        max_side = settings.inference_max_side
+
+        def network_input(image: np.ndarray) -> torch.Tensor:
+            """The batch the network sees for ``image`` (what ``mc_dropout`` builds before its one pass)."""
+            height, width = image.shape[:2]
+            size = working_size(height, width, max_side)
+            batch = to_tensor(image).unsqueeze(0).to(device)
+            if size != (height, width):
+                batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+            return pad_to_multiple(batch, net.output_stride)
+
+        @torch.no_grad()
+        def deterministic_seconds(batch: torch.Tensor) -> float:
+            return seconds(lambda: net(batch))
+
+        def mc_seconds(image: np.ndarray, count: int, scale: float) -> float:
+            return seconds(lambda: mc_dropout(net, image, count, max_side=max_side, mc_scale=scale))
+
+        first = backend.images.load(str(warmup))
+        deterministic_seconds(network_input(first))
+        for scale in mc_resolutions:
+            mc_seconds(first, WARMUP_SAMPLES, scale)
+
+        deterministic_s: list[float] = []
+        mc_s: dict[tuple[float, int], list[float]] = {(scale, t): [] for scale in mc_resolutions for t in samples}
+        for path in images:
+            image = backend.images.load(str(path))
+            batch = network_input(image)
+            deterministic_s.append(statistics.median([deterministic_seconds(batch) for _ in range(repeats)]))
+            for scale, count in mc_s:
+                mc_s[scale, count].append(mc_seconds(image, count, scale))
+    rows = [
+        {
+            "mc_resolution": scale,
+            "samples": count,
+            "median_s": round(statistics.median(times), 4),
+            "ratio": round(statistics.median([t / d for t, d in zip(times, deterministic_s, strict=True)]), 3),
+        }
+        for (scale, count), times in mc_s.items()
+    ]
+    return {
+        "what": "mc_dropout(net, image, T, INFERENCE_MAX_SIDE, MC_RESOLUTION) / one deterministic net(batch)",
+        "images": len(images),
+        "image_size": list(image.shape[:2]),
+        "network_input": list(batch.shape[-2:]),
+        "device": str(device),
+        "deterministic_median_s": round(statistics.median(deterministic_s), 4),
+        "rows": rows,
+    }
+
+
+def measure_training(
+    settings: Settings,
+    label_config: str,
+    split: Path,
+    images: int,
+    epochs: int,
+    steps_per_epoch: int | None = None,
+    image_side: int | None = None,
+) -> dict[str, Any]:
+    """Training images per second of the workers' ``train`` with the ``TRAIN_*`` settings (crop, batch size).
+
+    ``images`` evenly spaced images of ``split`` (shrunk to ``image_side`` if given) are labelled densely by their
+    ground-truth masks (void ignored) and trained for ``epochs`` epochs without a hold-out (no validation passes).
+    With ``TRAIN_SEMI_SUPERVISED=mean_teacher`` the same images also serve as the unlabelled ones.
+    """
+    config = parse_label_config(label_config)
+    examples = load_split(split, resolution=image_side or FULL_SIZE, limit=images)
+    samples = [TrainingSample(index, example.image, LabelTarget(example.gt)) for index, example in enumerate(examples)]
+    train_config = TrainConfig.from_settings(settings, epochs=epochs, val_fraction=0.0, steps_per_epoch=steps_per_epoch)
+    epoch_seconds: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="ls-al-bench-") as data_dir:
+        pipeline = Pipeline(dataclasses.replace(settings, data_dir=Path(data_dir), model_dir=""))
+        net = pipeline.initial_network("bench", config)
+        device = pipeline.backend.device
+        last = time.perf_counter()
+
+        def on_epoch(update: dict[str, Any]) -> None:
+            nonlocal last
+            now = time.perf_counter()
+            epoch_seconds.append(now - last)
+            last = now
+
+        unlabelled = [example.image for example in examples]  # used only with TRAIN_SEMI_SUPERVISED=mean_teacher
+        train(net, samples, train_config, device, progress=on_epoch, mode=config.mode, unlabelled=unlabelled)
+    per_epoch = len(samples)
+    if steps_per_epoch is not None:
+        per_epoch = min(per_epoch, steps_per_epoch * train_config.batch_size)
+    return {
+        "what": "train(net, samples, TrainConfig.from_settings(...), device) on CamVid masks as dense labels",
+        "images": len(samples),
+        "image_size": list(samples[0].image.shape[:2]),
+        "crop_size": train_config.crop_size,
+        "batch_size": train_config.batch_size,
+        "epochs": len(epoch_seconds),
+        "images_per_epoch": per_epoch,
+        "device": str(device),
+        "amp": bool(train_config.amp and device.type == "cuda"),
+        "seconds_per_epoch": [round(seconds, 3) for seconds in epoch_seconds],
+        "images_per_s": round(per_epoch * len(epoch_seconds) / sum(epoch_seconds), 3),
+    }

@@ -1,0 +1,164 @@
+"""Benchmark reports: one JSON file per run, and a README.md with every run's tables, newest first."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+TITLES = {
+    "mc": "MC dropout",
+    "predict": "`/predict` latency",
+    "scoring": "Pool scoring",
+    "training": "Training",
+}
+
+
+def write_report(out: Path, report: dict[str, Any]) -> Path:
+    """Write ``<out>/<YYYYmmdd-HHMMSS>-<host>[-quick].json``, regenerate ``<out>/README.md``; return the JSON path."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromisoformat(report["started_at"]).strftime("%Y%m%d-%H%M%S")
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", report["machine"]["host"]) or "host"
+    path = out / f"{stamp}-{host}{'-quick' if report['quick'] else ''}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    (out / "README.md").write_text(render_readme(out))
+    return path
+
+
+def render_readme(out: Path) -> str:
+    """Markdown for every run recorded in ``out`` (its ``*.json`` reports), newest first."""
+    sections = []
+    for path in sorted(out.glob("*.json"), reverse=True):
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(report, dict) and "results" in report:
+            sections.append(render_run(report, path.name))
+    header = (
+        "# Speed benchmarks\n\n"
+        "Written by `ls-al-backend bench` (see `ls-al-backend bench --help`); one section per run, newest first, "
+        "regenerated from the JSON files in this folder, which hold every number (per-image latencies included).\n"
+    )
+    return "\n".join([header, *sections])
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_run(report: dict[str, Any], file_name: str) -> str:
+    """One run: heading, exact command, machine, settings, then one table per measurement."""
+    machine = report["machine"]
+    when = datetime.fromisoformat(report["started_at"]).strftime("%Y-%m-%d %H:%M UTC")
+    kind = " (quick smoke run: tiny sizes, not a measurement)" if report["quick"] else ""
+    environment = " ".join(f"{name}={shlex.quote(value)}" for name, value in report["environment"].items())
+    settings = ", ".join(f"`{name}={value}`" for name, value in report["settings"].items())
+    parts = [
+        f"## {when}: {machine['cpu']}, {machine['device']}{kind}\n",
+        f"Command (repository root): `{(environment + ' ' + report['command']).strip()}` (results: `{file_name}`)\n",
+        f"Machine: host `{machine['host']}`, {machine['cpu']}, {machine['cores']} cores ({machine['usable_cores']} "
+        f"usable), {machine['memory_gib']} GiB; torch {machine['torch']} with {machine['torch_threads']} thread(s), "
+        f"Python {machine['python']}; device `{machine['device']}`, GPU: {machine['gpu'] or 'none'}.\n",
+        f"Data: `{report['data']}`" + (f", images shrunk to {report['image_side']} px" if report["image_side"] else "")
+        + f". Settings: {settings}. The model is the untrained v0 (timings do not depend on the weights).\n",
+    ]  # fmt: skip
+    results = report["results"]
+    renderers = {"mc": _mc, "predict": _predict, "scoring": _scoring, "training": _training}
+    for name, result in results.items():
+        title = TITLES.get(name, name)
+        if "error" in result:
+            parts.append(f"**{title}** failed: `{result['error']}`\n")
+        elif "skipped" in result:
+            parts.append(f"**{title}** skipped: {result['skipped']}\n")
+        else:
+            parts.append(renderers[name](result))
+    parts.append(_resources(results))
+    return "\n".join(parts)
+
+
+def _mc(result: dict[str, Any]) -> str:
+    scales = list(dict.fromkeys(row["mc_resolution"] for row in result["rows"]))
+    by_t: dict[int, dict[float, dict[str, Any]]] = {}
+    for row in result["rows"]:
+        by_t.setdefault(row["samples"], {})[row["mc_resolution"]] = row
+    rows = [
+        [t, *(f"{cells[s]['ratio']:.2f}x ({cells[s]['median_s']:.3f} s)" for s in scales)] for t, cells in by_t.items()
+    ]
+    height, width = result["image_size"]
+    input_h, input_w = result["network_input"]
+    intro = (
+        f"**MC dropout**: one whole `mc_dropout` call (T head samples, statistics and the full-resolution class "
+        f"probabilities) as a multiple of one deterministic forward pass ({result['deterministic_median_s']:.3f} s), "
+        f"median over {result['images']} images of {width}x{height} (network input {input_w}x{input_h}), "
+        f"`{result['device']}`:\n"
+    )
+    return intro + "\n" + _table(["T", *(f"MC_RESOLUTION={s}" for s in scales)], rows)
+
+
+def _predict(result: dict[str, Any]) -> str:
+    rows = [
+        [name, m["images"], f"{m['p50_s']:.3f}", f"{m['p95_s']:.3f}", f"{m['mean_s']:.3f}", m["response_kib_p50"]]
+        for name, m in result["modes"].items()
+    ]
+    intro = (
+        "**`/predict` latency** over HTTP, one task (one image) per request to `ls-al-backend serve`, one server "
+        "per label config (its own data folder, so no superpixel cache is shared), after one warm-up request:\n"
+    )
+    return intro + "\n" + _table(["label config", "images", "p50 (s)", "p95 (s)", "mean (s)", "response (KiB)"], rows)
+
+
+def _scoring(result: dict[str, Any]) -> str:
+    rows = [[r["workers"], r["images"], r["chunks"], f"{r['seconds']:.2f}", f"{r['images_per_s']:.2f}"]
+            for r in result["runs"]]  # fmt: skip
+    intro = (
+        f"**Pool scoring**: `score_job` chunks of at most {result['chunk_size']} task(s) (`{result['label_config']}`; "
+        f"predict, then write score and prediction to a Label Studio stand-in) on `ls-al-backend worker` processes, "
+        f"RQ on `{result['redis_url']}`; each chunk runs in a fresh RQ work horse (imports torch, loads the model):\n"
+    )
+    return intro + "\n" + _table(["workers", "images", "chunks", "seconds", "images/s"], rows)
+
+
+def _training(result: dict[str, Any]) -> str:
+    height, width = result["image_size"]
+    epochs = ", ".join(f"{seconds:.2f}" for seconds in result["seconds_per_epoch"])
+    row = [
+        result["images"],
+        f"{width}x{height}",
+        result["crop_size"],
+        result["batch_size"],
+        result["epochs"],
+        result["images_per_epoch"],
+        epochs,
+        f"{result['images_per_s']:.2f}",
+    ]
+    intro = (
+        f"**Training**: `train()` with the `TRAIN_*` settings on CamVid masks as dense labels, no hold-out, "
+        f"`{result['device']}`{' with mixed precision' if result['amp'] else ''}:\n"
+    )
+    header = ["images", "image size", "crop", "batch", "epochs", "images per epoch", "seconds per epoch", "images/s"]
+    return intro + "\n" + _table(header, [row])
+
+
+def _resources(results: dict[str, Any]) -> str:
+    rows = []
+    for name, result in results.items():
+        memory = result.get("peak_memory") or {}
+        cuda = memory.get("cuda_max_allocated_mib")
+        rows.append(
+            [
+                TITLES.get(name, name),
+                result["wall_s"],
+                " / ".join(str(value) for value in result["load_average_at_start"]),
+                memory.get("rss_mib", "-"),
+                memory.get("of", "-"),
+                "-" if cuda is None else cuda,
+            ]
+        )
+    header = ["measurement", "wall (s)", "load average at start", "peak RSS (MiB)", "of", "CUDA peak allocated (MiB)"]
+    return "**Per measurement**: time, machine load and peak memory:\n\n" + _table(header, rows)

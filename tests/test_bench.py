@@ -1,0 +1,89 @@
+"""``ls-al-backend bench``: a quick run of every measurement writes a sane JSON report and its Markdown table."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from redis import Redis
+
+from ls_al_backend.bench.service_speed import measure_pool_scoring, percentile
+from ls_al_backend.cli import main
+from ls_al_backend.config import Settings
+from tests.conftest import LABEL_CONFIGS, REPO_ROOT, camvid_root
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, monkeypatch) -> None:
+    Redis.from_url(REDIS_URL).ping()  # pool scoring runs real RQ workers, like tests/jobs
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # tiny tensors: one thread per process is fastest on a busy CPU
+    out = tmp_path / "speed"
+    argv = ["bench", "--data", str(camvid_root() / "val"), "--out", str(out), "--quick", "--redis-url", REDIS_URL]
+    argv += ["--label-configs", str(REPO_ROOT / "label_configs")]
+
+    assert main(argv) == 0
+
+    (path,) = out.glob("*-quick.json")
+    report = json.loads(path.read_text())
+    assert report["command"] == "ls-al-backend " + " ".join(argv)
+    assert report["quick"] and report["environment"]["OMP_NUM_THREADS"] == "1"
+    results = report["results"]
+    assert list(results) == ["mc", "predict", "scoring", "training"]
+    for name, result in results.items():
+        assert "error" not in result and "skipped" not in result, name
+        machine = result["machine"]
+        assert machine["cpu"] and machine["cores"] >= 1 and machine["torch_threads"] >= 1, name
+        assert machine["torch"] and machine["device"] and "gpu" in machine, name
+        assert result["peak_memory"]["rss_mib"] > 0 and result["wall_s"] > 0, name
+
+    mc = results["mc"]
+    assert {(row["mc_resolution"], row["samples"]) for row in mc["rows"]} == {(0.25, 1), (0.25, 2), (1.0, 1), (1.0, 2)}
+    assert mc["images"] == 2 and max(mc["image_size"]) == 64 and mc["deterministic_median_s"] > 0
+    assert all(row["ratio"] > 0 and row["median_s"] > 0 for row in mc["rows"])
+
+    modes = results["predict"]["modes"]
+    assert set(modes) == {path.stem for path in LABEL_CONFIGS}
+    for mode in modes.values():
+        assert mode["images"] == 2 and 0 < mode["p50_s"] <= mode["p95_s"] <= mode["max_s"]
+
+    scoring = results["scoring"]
+    assert scoring["redis_url"] == REDIS_URL and scoring["label_config"] == "superpixel_dominant"
+    assert [run["workers"] for run in scoring["runs"]] == [1, 2]
+    assert all(run["images"] == 2 and run["chunks"] == 2 and run["images_per_s"] > 0 for run in scoring["runs"])
+
+    training = results["training"]
+    assert training["images"] == 2 and training["epochs"] == 1 and training["images_per_s"] > 0
+
+    readme = (out / "README.md").read_text()
+    assert report["command"] in readme and path.name in readme
+    for heading in ("**MC dropout**", "**`/predict` latency**", "**Pool scoring**", "**Training**"):
+        assert heading in readme
+
+
+def test_a_missing_data_folder_is_a_readable_error(tmp_path, capsys) -> None:
+    code = main(["bench", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), "--quick"])
+
+    assert code == 2
+    assert "--data" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_an_unknown_measurement_is_a_readable_error(tmp_path, capsys) -> None:
+    argv = ["bench", "--data", str(camvid_root() / "val"), "--out", str(tmp_path), "--only", "mc,speed"]
+
+    assert main(argv) == 2
+    assert "speed" in capsys.readouterr().err
+
+
+def test_scoring_is_skipped_with_the_reason_when_redis_does_not_answer(tmp_path) -> None:
+    result = measure_pool_scoring(Settings.from_env({}), "<View/>", "none", [], [1], "redis://127.0.0.1:1/0")
+
+    assert "redis://127.0.0.1:1/0" in result["skipped"]
+
+
+@pytest.mark.parametrize("values", [[3.0], [2.0, 1.0], [5.0, 1.0, 4.0, 2.0, 3.0, 9.0]])
+def test_percentiles_match_numpy(values) -> None:
+    for q in (0, 50, 95, 100):
+        assert percentile(values, q) == pytest.approx(np.percentile(values, q))
