@@ -121,7 +121,9 @@ _pipelines: dict[Settings, Any] = {}
 
 
 def _pipeline(settings: Settings):
-    """One Pipeline per worker process (the model cache and image cache survive between jobs)."""
+    """One Pipeline per job process. RQ runs every job in a fresh fork of the worker, so in-memory caches last one
+    job (downloaded images and superpixels are also cached on disk); :func:`run_worker` imports the heavy modules
+    before forking so that a job does not pay for importing torch."""
     from ls_al_backend.jobs.pipeline import Pipeline
 
     if settings not in _pipelines:
@@ -234,5 +236,7 @@ def publish_job(project_id: str, version: int) -> dict[str, Any]:
 
 def run_worker(settings: Settings, burst: bool = False) -> None:
     """Process jobs from the queue until stopped (or, with ``burst``, until it is empty)."""
+    import ls_al_backend.jobs.pipeline  # noqa: F401  (torch, smp: imported once, inherited by every forked job)
+
     connection = connect(settings)
     Worker([job_queue(settings, connection)], connection=connection).work(burst=burst, with_scheduler=False)
