@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -113,8 +114,12 @@ def test_a_worker_killed_mid_training_leaves_the_served_version_and_the_next_tri
         while client.get("/jobs").get_json()["jobs"][0]["meta"].get("stage") != "training":
             assert time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.2)
-    finally:
+    finally:  # the machine dies: the worker and the job process it forked (RQ puts it in its own session)
+        job_processes = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True).stdout.split()
         os.killpg(worker.pid, signal.SIGKILL)
+        for pid in job_processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
         worker.wait()
 
     store = ModelStore(slow.models_dir)
