@@ -190,12 +190,15 @@ def simulate(args: argparse.Namespace) -> None:
         fully_supervised_reference,
         plot_learning_curves,
         run_simulation,
+        summary_table,
     )
 
     try:
         if args.plot:
             print(plot_learning_curves(args.plot, args.out / "learning_curves.png"))
             print(plot_learning_curves(args.plot, args.out / "learning_curves_pixels.png", x_axis="pixels"))
+            (args.out / "summary.md").write_text(summary_table(args.plot))
+            print(args.out / "summary.md")
             return
         config = config_from_preset(
             args.preset,

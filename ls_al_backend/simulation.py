@@ -894,6 +894,41 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -
 # Plot
 
 
+def summary_table(result_files: Iterable[str | Path]) -> str:
+    """Markdown table of ``results.json`` / ``reference.json`` files: per strategy (mean over seeds) the mIoU after
+    every round with its cumulative clicks and labelled pixel share, and the last mIoU as a share of the fully
+    supervised reference's (when one is given)."""
+    strategies: dict[str, list[list[dict[str, Any]]]] = {}
+    references: list[float] = []
+    for file in result_files:
+        payload = json.loads(Path(file).read_text())
+        if payload.get("kind") == "reference":
+            if payload.get("miou") is not None:
+                references.append(float(payload["miou"]))
+        elif payload.get("rows"):
+            strategies.setdefault(payload["strategy"], []).append(payload["rows"])
+    reference = float(np.mean(references)) if references else None
+    lines = [
+        "| strategy | seeds | mIoU % per round (clicks; labelled pixels %) | last mIoU / fully supervised |",
+        "|---|---|---|---|",
+    ]
+    for strategy in sorted(strategies):
+        runs = strategies[strategy]
+        length = min(len(rows) for rows in runs)
+        cells, last = [], float("nan")
+        for i in range(length):
+            mious = [rows[i]["miou"] for rows in runs if rows[i]["miou"] is not None]
+            last = float(np.mean(mious)) if mious else float("nan")
+            clicks = np.mean([rows[i]["clicks_cumulative"] for rows in runs])
+            share = np.mean([rows[i]["labelled_pixel_share"] for rows in runs])
+            cells.append(f"{100 * last:.1f} ({clicks:g}; {100 * share:.2f})")
+        ratio = f"{100 * last / reference:.0f}%" if reference and math.isfinite(last) else "-"
+        lines.append(f"| {strategy} | {len(runs)} | {' → '.join(cells)} | {ratio} |")
+    if reference is not None:
+        lines.append(f"| fully supervised (every pool pixel) | {len(references)} | {100 * reference:.1f} | 100% |")
+    return "\n".join(lines) + "\n"
+
+
 #: What a learning-curve plot puts on its x axis: row key, axis label, scale factor, log scale.
 PLOT_AXES: dict[str, tuple[str, str, float, bool]] = {
     "clicks": ("clicks_cumulative", "clicks (cumulative)", 1.0, False),

@@ -29,6 +29,7 @@ from ls_al_backend.simulation import (
     multiclass_candidates,
     plot_learning_curves,
     run_simulation,
+    summary_table,
 )
 from tests.conftest import camvid_root
 
@@ -327,3 +328,8 @@ def test_plot_learning_curves(tmp_path):
     assert by_pixels.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and by_pixels.read_bytes() != out.read_bytes()
     with pytest.raises(ValueError, match="x_axis"):
         plot_learning_curves(files, tmp_path / "bad.png", x_axis="seconds")
+
+    table = summary_table([*files, reference]).splitlines()
+    assert table[2].startswith("| bald | 2 | 20.0 (10; 0.01) → 31.1 (20; 0.02) → 53.2 (30; 0.03) | 89% |")
+    assert table[3] == "| rand | 1 | 20.0 (10; 0.01) → 31.1 (20; 0.02) → 42.2 (30; 0.03) | 70% |"
+    assert table[4] == "| fully supervised (every pool pixel) | 1 | 60.0 | 100% |"
