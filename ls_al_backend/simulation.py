@@ -921,7 +921,7 @@ def summary_table(result_files: Iterable[str | Path]) -> str:
             last = float(np.mean(mious)) if mious else float("nan")
             clicks = np.mean([rows[i]["clicks_cumulative"] for rows in runs])
             share = np.mean([rows[i]["labelled_pixel_share"] for rows in runs])
-            cells.append(f"{100 * last:.1f} ({clicks:g}; {100 * share:.2f})")
+            cells.append(f"{100 * last:.1f} ({clicks:g}; {100 * share:.3g})")
         ratio = f"{100 * last / reference:.0f}%" if reference and math.isfinite(last) else "-"
         lines.append(f"| {strategy} | {len(runs)} | {' → '.join(cells)} | {ratio} |")
     if reference is not None:
