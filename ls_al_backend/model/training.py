@@ -75,7 +75,9 @@ class TrainConfig:
     """Mixed precision; only used on CUDA."""
     num_workers: int = 0
     steps_per_epoch: int | None = None
-    """At most this many batches per epoch (each epoch draws a fresh random subset); None: every sample once."""
+    """Exactly this many batches per epoch, so that training costs the same however many samples there are: a
+    fresh random subset when there are more samples, further passes in fresh orders (with fresh augmentations)
+    when there are fewer. None: every sample once per epoch."""
     semi_supervised: str = "none"
     """``"none"`` or ``"mean_teacher"`` (needs unlabelled images; see :mod:`ls_al_backend.model.semi_supervised`)."""
     ema_momentum: float = 0.99
@@ -234,8 +236,9 @@ class _AugmentedSet(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> _Item:
+        """Item ``index % len``: an index past the end is another pass over the items, with other augmentations."""
         rng = np.random.default_rng([self.config.seed, self.stage, self.epoch, index])
-        return augment(self.items[index], rng, self.config, self.stride)
+        return augment(self.items[index % len(self.items)], rng, self.config, self.stride)
 
 
 @dataclass
@@ -383,9 +386,15 @@ def _run_stage(
 
     def batches(epoch: int) -> Iterator[_Batch]:
         dataset.epoch = epoch
-        order = np.random.default_rng([config.seed, stage.index, epoch, 1 << 20]).permutation(len(dataset))
+        rng = np.random.default_rng([config.seed, stage.index, epoch, 1 << 20])
+        order = rng.permutation(len(dataset))
+        if config.steps_per_epoch is not None:  # further passes (indices >= len: fresh augmentations) if needed
+            needed = config.steps_per_epoch * config.batch_size
+            passes = [order]
+            while len(passes) * len(dataset) < needed:
+                passes.append(rng.permutation(len(dataset)) + len(passes) * len(dataset))
+            order = np.concatenate(passes)[:needed]
         sampler = [order[i : i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
-        sampler = sampler[: config.steps_per_epoch]
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=config.num_workers)
         yield from loader
 

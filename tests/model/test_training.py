@@ -14,7 +14,7 @@ from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.inference import to_tensor
 from ls_al_backend.model.losses import partial_cross_entropy
 from ls_al_backend.model.network import NetworkSpec, build_network
-from ls_al_backend.model.training import TrainConfig, TrainingSample, _Item, augment, train
+from ls_al_backend.model.training import TrainConfig, TrainingSample, _AugmentedSet, _Item, augment, train
 from tests.conftest import camvid_root
 
 SPEC = NetworkSpec("Unet", "timm-tf_efficientnet_lite0", num_classes=11, head_dropout=0.1)
@@ -188,21 +188,32 @@ def test_labels_outside_the_network_classes_are_refused(camvid) -> None:
         train(build_network(SPEC, seed=0), [bad], FAST, CPU)
 
 
-def test_steps_per_epoch_caps_the_batches_of_every_epoch(camvid) -> None:
-    samples = dense_samples(camvid, 6)
-    seen: list[int] = []
-    net = build_network(SPEC, seed=0)
-    original_forward = net.forward
+def test_steps_per_epoch_fixes_the_batches_of_every_epoch(camvid) -> None:
+    def batch_sizes(count: int, steps: int) -> list[int]:
+        seen: list[int] = []
+        net = build_network(SPEC, seed=0)
+        original_forward = net.forward
 
-    def counting_forward(images):
-        if net.training:
-            seen.append(images.shape[0])
-        return original_forward(images)
+        def counting_forward(images):
+            if net.training:
+                seen.append(images.shape[0])
+            return original_forward(images)
 
-    net.forward = counting_forward
-    config = TrainConfig(epochs=2, batch_size=2, crop_size=64, val_fraction=0.0, steps_per_epoch=2, seed=0)
-    train(net, samples, config, CPU)
-    assert seen == [2, 2, 2, 2], "2 epochs x 2 batches of 2, not 3 batches per epoch"
+        net.forward = counting_forward
+        config = TrainConfig(epochs=2, batch_size=2, crop_size=64, val_fraction=0.0, steps_per_epoch=steps, seed=0)
+        train(net, dense_samples(camvid, count), config, CPU)
+        return seen
+
+    assert batch_sizes(6, steps=2) == [2] * 4, "a random subset: 2 batches of 2 per epoch, not 3"
+    assert batch_sizes(3, steps=3) == [2] * 6, "3 samples, 3 batches of 2: a second pass fills the epoch"
+
+
+def test_a_second_pass_gets_other_augmentations() -> None:
+    item = _Item(torch.rand(3, 64, 64), torch.zeros(64, 64, dtype=torch.int64), None, None)
+    dataset = _AugmentedSet([item], TrainConfig(crop_size=32, seed=0), stride=8, stage=1)
+    first, second = dataset[0], dataset[1]
+    assert first.image.shape == second.image.shape == (3, 32, 32)
+    assert not torch.equal(first.image, second.image)
 
 
 def test_bad_configs_are_refused() -> None:
