@@ -119,7 +119,8 @@ def _scoring(result: dict[str, Any]) -> str:
     intro = (
         f"**Pool scoring**: `score_job` chunks of at most {result['chunk_size']} task(s) (`{result['label_config']}`; "
         f"predict, then write score and prediction to a Label Studio stand-in) on `ls-al-backend worker` processes, "
-        f"RQ on `{result['redis_url']}`; each chunk runs in a fresh RQ work horse (imports torch, loads the model):\n"
+        f"RQ on `{result['redis_url']}`; each chunk runs in a fresh RQ work horse "
+        "(forked from a worker that has torch imported; it loads the model):\n"
     )
     return intro + "\n" + _table(["workers", "images", "chunks", "seconds", "images/s"], rows)
 
