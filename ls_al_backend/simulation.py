@@ -894,19 +894,36 @@ def rows_to_csv(rows: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -
 # Plot
 
 
+@dataclass
+class ResultSet:
+    """``results.json`` / ``reference.json`` files read back: every run's rows per strategy, the reference mIoUs,
+    and the strategies whose heuristic is ``random`` (the baselines)."""
+
+    strategies: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
+    references: list[float] = field(default_factory=list)
+    randoms: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, result_files: Iterable[str | Path]) -> ResultSet:
+        found = cls()
+        for file in result_files:
+            payload = json.loads(Path(file).read_text())
+            if payload.get("kind") == "reference":
+                if payload.get("miou") is not None:
+                    found.references.append(float(payload["miou"]))
+            elif payload.get("rows"):
+                found.strategies.setdefault(payload["strategy"], []).append(payload["rows"])
+                if str(payload.get("config", {}).get("acquisition", {}).get("heuristic", "")).lower() == "random":
+                    found.randoms.add(payload["strategy"])
+        return found
+
+
 def summary_table(result_files: Iterable[str | Path]) -> str:
     """Markdown table of ``results.json`` / ``reference.json`` files: per strategy (mean over seeds) the mIoU after
     every round with its cumulative clicks and labelled pixel share, and the last mIoU as a share of the fully
     supervised reference's (when one is given)."""
-    strategies: dict[str, list[list[dict[str, Any]]]] = {}
-    references: list[float] = []
-    for file in result_files:
-        payload = json.loads(Path(file).read_text())
-        if payload.get("kind") == "reference":
-            if payload.get("miou") is not None:
-                references.append(float(payload["miou"]))
-        elif payload.get("rows"):
-            strategies.setdefault(payload["strategy"], []).append(payload["rows"])
+    results = ResultSet.read(result_files)
+    strategies, references = results.strategies, results.references
     reference = float(np.mean(references)) if references else None
     lines = [
         "| strategy | seeds | mIoU % per round (clicks; labelled pixels %) | last mIoU / fully supervised |",
@@ -950,21 +967,8 @@ def plot_learning_curves(
     if x_axis not in PLOT_AXES:
         raise ValueError(f"x_axis must be one of {', '.join(PLOT_AXES)}, got {x_axis!r}")
     x_key, x_label, x_scale, x_log = PLOT_AXES[x_axis]
-    strategies: dict[str, list[list[dict[str, Any]]]] = {}
-    references: list[float] = []
-    randoms: set[str] = set()
-    for file in result_files:
-        payload = json.loads(Path(file).read_text())
-        if payload.get("kind") == "reference":
-            if payload.get("miou") is not None:
-                references.append(float(payload["miou"]))
-            continue
-        rows = payload.get("rows", [])
-        if not rows:
-            continue
-        strategies.setdefault(payload["strategy"], []).append(rows)
-        if str(payload.get("config", {}).get("acquisition", {}).get("heuristic", "")).lower() == "random":
-            randoms.add(payload["strategy"])
+    results = ResultSet.read(result_files)
+    strategies, references, randoms = results.strategies, results.references, results.randoms
 
     figure, axes = plt.subplots(figsize=(8, 5))
     random_styles = iter([":", "-.", (0, (5, 2, 1, 2, 1, 2)), (0, (1, 3))] * 4)
