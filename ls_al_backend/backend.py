@@ -22,6 +22,7 @@ from ls_al_backend.labeling.config import LabelConfig, QueryMode, parse_label_co
 from ls_al_backend.labeling.render import class_mask_results, overlay_results, query_results
 from ls_al_backend.model.inference import mc_dropout
 from ls_al_backend.model.network import NetworkSpec, select_device
+from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.store import ModelCache, ModelStore, version_name
 from ls_al_backend.projects import InvalidProject, ProjectStore, project_id_from
 from ls_al_backend.studio import StudioClient
@@ -177,6 +178,7 @@ class Backend:
             self.settings.mc_samples,
             max_side=self.settings.inference_max_side,
             mc_scale=self.settings.mc_resolution,
+            precision=resolve_precision(next(net.parameters()).device, self.settings.precision),
         )
         scores = score_image(summary, image, acquisition, cache=self.superpixels)
         confidence, class_map = summary.deterministic.max(dim=0)  # full resolution, dropout off

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--seed", type=int, help="default 0")
     sim.add_argument("--resolution", type=int, help="longest image side (default 240)")
     sim.add_argument("--epochs", type=int, help="training epochs per round (default 10)")
-    sim.add_argument("--steps-per-epoch", type=int, help="at most this many batches per epoch (default: all)")
+    sim.add_argument("--min-steps", type=int, help="at least this many optimizer steps per round (default 0)")
+    sim.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default auto (see PRECISION)")
     sim.add_argument("--batch-size", type=int, help="default 4")
     sim.add_argument("--reference-epochs", type=int, help="epochs of the reference run (default rounds x epochs)")
     sim.add_argument("--mc-samples", type=int, help="MC-dropout samples (default 20)")
@@ -215,7 +216,8 @@ def simulate(args: argparse.Namespace) -> None:
             seed=args.seed,
             resolution=args.resolution,
             epochs=args.epochs,
-            steps_per_epoch=args.steps_per_epoch,
+            min_steps=args.min_steps,
+            precision=args.precision,
             batch_size=args.batch_size,
             reference_epochs=args.reference_epochs,
             mc_samples=args.mc_samples,

@@ -89,6 +89,13 @@ class Settings:
         default=0.25, metadata={"help": "Dropout probability before the 1x1 classifier (sampled by MC dropout)."}
     )
     device: str = field(default="auto", metadata={"help": "'auto' (CUDA when available), 'cpu' or 'cuda[:n]'."})
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "Training and inference precision: 'auto' (float16 AMP on CUDA, bfloat16 on a CPU with native "
+            "bf16 (AMX / AVX-512 BF16), else float32), 'fp32', 'bf16' or 'fp16' (CUDA only)."
+        },
+    )
     inference_max_side: int = field(
         default=512,
         metadata={"help": "Longest image side fed to the network; outputs are resized back to the image size."},
@@ -128,7 +135,15 @@ class Settings:
     train_every_n_annotations: int = field(
         default=1, metadata={"help": "Request training on every N-th annotation event of a project."}
     )
-    train_epochs: int = field(default=10, metadata={"help": "Maximum epochs per training run."})
+    train_epochs: int = field(
+        default=10, metadata={"help": "Epochs (passes over the labelled images) per training run."}
+    )
+    train_min_steps: int = field(
+        default=200,
+        metadata={
+            "help": "At least this many optimizer steps per training run (a few labelled images make more passes)."
+        },
+    )
     train_batch_size: int = field(default=4, metadata={"help": "Training batch size."})
     train_crop_size: int = field(default=256, metadata={"help": "Square training crop (multiple of 32)."})
     train_learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
@@ -236,6 +251,10 @@ class Settings:
             raise ConfigError(f"TRAIN_UNLABELLED_LIMIT must be >= 1, got {self.train_unlabelled_limit}")
         if self.train_crop_size % 32 or self.train_crop_size < 32:
             raise ConfigError(f"TRAIN_CROP_SIZE must be a positive multiple of 32, got {self.train_crop_size}")
+        if self.precision not in {"auto", "fp32", "bf16", "fp16"}:
+            raise ConfigError(f"PRECISION must be one of auto, fp32, bf16, fp16, got {self.precision!r}")
+        if self.train_min_steps < 0:
+            raise ConfigError(f"TRAIN_MIN_STEPS must be >= 0, got {self.train_min_steps}")
         if min(self.train_every_n_annotations, self.train_epochs, self.train_batch_size, self.score_chunk_size) < 1:
             raise ConfigError(
                 "TRAIN_EVERY_N_ANNOTATIONS, TRAIN_EPOCHS, TRAIN_BATCH_SIZE, SCORE_CHUNK_SIZE must be >= 1"

@@ -49,16 +49,19 @@ import numpy as np
 import torch
 from PIL import Image
 from scipy import ndimage
+from skimage import measure
 
 from ls_al_backend.acquisition.api import AcquisitionConfig, score_image
 from ls_al_backend.acquisition.balance import class_prior, dominant_class_share
 from ls_al_backend.acquisition.reductions import PIXEL_SELECTORS, region_class_counts
-from ls_al_backend.acquisition.selection import select_units
+from ls_al_backend.acquisition.sampling import stochastic_sample
+from ls_al_backend.acquisition.selection import budgeted_greedy
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
 from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.inference import mc_dropout, pad_to_multiple, to_tensor
 from ls_al_backend.model.network import NetworkSpec, SegmentationNet, build_network, select_device
+from ls_al_backend.model.precision import PRECISIONS, resolve_precision
 from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
 from ls_al_backend.model.training import TrainConfig, TrainingSample, train
 
@@ -87,15 +90,20 @@ QUERY_MODES: dict[str, QueryMode] = {
 #: Named settings for ``simulate --preset`` (explicit options win). ``superpixel_size`` goes into the acquisition
 #: mapping unless it sets one. Measured run times are in ``benchmarks/active_learning.md``.
 PRESETS: dict[str, dict[str, Any]] = {
-    # CamVid on 2 CPU cores: half resolution (240x180, ~160 superpixels per image), 4 rounds of 500 clicks,
-    # 2 short warm-started epochs (16 batches of 8) per round.
+    # CamVid on 2 CPU cores: half resolution (240x180, ~170 superpixels per image), 5 rounds of 600 clicks (3000
+    # in all: about 5% of the clicks that answering every superpixel of the pool costs). Every round fine-tunes the
+    # last round's network by the server's rule: 8 epochs over the labelled images, at least 300 steps of 8
+    # crops of 128x128 that hold labels. The reference trains 40 epochs over the whole pool (and 20, to show
+    # how much doubling adds).
     "cpu": {
         "resolution": 240,
-        "rounds": 4,
-        "budget": 500.0,
-        "initial_budget": 500.0,
-        "epochs": 2,
-        "steps_per_epoch": 16,
+        "crop_size": 128,
+        "rounds": 5,
+        "budget": 600.0,
+        "initial_budget": 600.0,
+        "epochs": 8,
+        "min_steps": 300,
+        "reference_epochs": 40,
         "batch_size": 8,
         "mc_samples": 20,
         "superpixel_size": 16,
@@ -108,6 +116,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "budget": 1000.0,
         "initial_budget": 1000.0,
         "epochs": 50,
+        "min_steps": 1000,
+        "reference_epochs": 100,
         "batch_size": 8,
         "mc_samples": 20,
         "warm_start": False,
@@ -119,7 +129,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 BUDGET_UNITS = ("clicks", "pixels")
 
 #: Fields that may differ between a run and the run it resumes.
-RESUMABLE_FIELDS = ("rounds", "device", "out_dir", "keep_all_checkpoints")
+RESUMABLE_FIELDS = ("rounds", "device", "precision", "out_dir", "keep_all_checkpoints")
 
 
 @dataclass(frozen=True)
@@ -129,15 +139,17 @@ class SimulationConfig:
     Budgets are in clicks (see the module docstring for each mode's cost) or, with ``budget_unit="pixels"``, in
     labelled pixels (an image's, a superpixel's or 1 for a pixel query); result rows count clicks either way.
     ``rounds`` counts every round, the random initial round 0 included. ``resolution`` is the longest side images
-    and masks are resized to (never up).
+    and masks are resized to (never up); training crops are ``crop_size`` square (None: ``resolution``), placed
+    to hold a labelled pixel.
     ``acquisition`` is passed to :meth:`AcquisitionConfig.from_mapping`; the simulation overrides ``label_mode``
     (from ``query_mode``), ``top_k_regions``/``top_n_pixels``/``budget`` (selection happens over the whole pool)
     and ``seed`` (derived from ``seed`` and the round). ``max_units_per_image`` caps the units one image may give
     per round (``select_units`` groups). ``pool_limit`` / ``eval_limit`` keep that many images, evenly spaced in
     file-name order. Every round's labelled units are kept under ``state/``; its model only for the last round
-    unless ``keep_all_checkpoints`` (about 23 MB each for the default network). Each round trains ``epochs`` epochs
-    of at most ``steps_per_epoch`` batches (None: every labelled image once). The fully supervised reference trains
-    ``reference_epochs`` epochs (None: ``rounds * epochs``, the optimizer steps of a whole warm-started run).
+    unless ``keep_all_checkpoints`` (about 23 MB each for the default network). Each round trains by the server's
+    rule (:func:`~ls_al_backend.model.training.train`): ``epochs`` passes over every labelled image, at least
+    ``min_steps`` optimizer steps, nothing held out. The fully supervised reference trains ``reference_epochs``
+    epochs (None: ``rounds * epochs``) over the whole pool, and half as many to show how far from converged it is.
     ``semi_supervised="mean_teacher"`` passes every pool image to training as unlabelled (the reference stays
     supervised).
     """
@@ -155,12 +167,13 @@ class SimulationConfig:
     class_names: tuple[str, ...] = CAMVID_CLASSES
     ignore_index: int = 11
     resolution: int = 240
+    crop_size: int | None = None
     pool_limit: int | None = None
     eval_limit: int | None = None
     max_units_per_image: int | None = None
     boundary_erosion: int = 2
     epochs: int = 10
-    steps_per_epoch: int | None = None
+    min_steps: int = 0
     reference_epochs: int | None = None
     stage2_epochs: int = 5
     batch_size: int = 4
@@ -175,6 +188,7 @@ class SimulationConfig:
     encoder_weights: str = "imagenet"
     head_dropout: float = 0.2
     device: str = "auto"
+    precision: str = "auto"
     name: str | None = None
     keep_all_checkpoints: bool = False
 
@@ -193,6 +207,10 @@ class SimulationConfig:
             raise ValueError("boundary_erosion must be >= 0 and mc_samples >= 1")
         if self.reference_epochs is not None and self.reference_epochs < 1:
             raise ValueError(f"reference_epochs must be >= 1, got {self.reference_epochs}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
         if self.max_units_per_image is not None and self.max_units_per_image < 1:
             raise ValueError("max_units_per_image must be >= 1")
         if self.semi_supervised not in SEMI_SUPERVISED_MODES:
@@ -246,19 +264,23 @@ class SimulationConfig:
     def train_config(self, round_index: int) -> TrainConfig:
         return TrainConfig(
             epochs=self.epochs,
-            steps_per_epoch=self.steps_per_epoch,
+            min_steps=self.min_steps,
+            precision=self.precision,
             stage2_epochs=self.stage2_epochs,
             batch_size=self.batch_size,
             lr=self.lr,
-            crop_size=self.resolution,
+            crop_size=self.crop_size or self.resolution,
             class_weighting=self.class_weighting,
             semi_supervised=self.semi_supervised,
             seed=derive_seed(self.seed, "train", round_index) % (2**31),
         )
 
-    def reference_train_config(self) -> TrainConfig:
-        epochs = self.reference_epochs or self.rounds * self.epochs
-        return dataclasses.replace(self.train_config(0), epochs=epochs, stage2_epochs=0, semi_supervised="none")
+    def reference_train_config(self, share: float = 1.0) -> TrainConfig:
+        """The reference's training: ``reference_epochs`` (or ``rounds * epochs``) times ``share``, at least 1."""
+        epochs = max(1, round(share * (self.reference_epochs or self.rounds * self.epochs)))
+        return dataclasses.replace(
+            self.train_config(0), epochs=epochs, min_steps=0, stage2_epochs=0, semi_supervised="none"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
@@ -361,6 +383,71 @@ def multiclass_candidates(gt: np.ndarray, region_mask: np.ndarray, num_classes: 
     return candidates
 
 
+#: Whole-image annotation by polygons (Cai et al., CVPR 2021): regions smaller than this many pixels are not traced
+#: (they stay unlabelled), and a traced outline keeps a vertex wherever it leaves the boundary by this many pixels.
+POLYGON_MIN_REGION = 20
+POLYGON_TOLERANCE = 1.5
+
+
+def trace_polygons(gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
+    """What an annotator who outlines every ground-truth region of an image as a polygon produces, and its cost.
+
+    Every connected region (8-connected) of one class with at least :data:`POLYGON_MIN_REGION` pixels is traced;
+    its outline (and those of its holes) simplified with Douglas-Peucker at :data:`POLYGON_TOLERANCE` pixels costs
+    one click per vertex. Returns the labels ``[H, W]`` (the traced regions' classes, IGNORE elsewhere: void and
+    regions too small to trace) and the vertex count.
+    """
+    labels = np.full(gt.shape, IGNORE, dtype=np.int64)
+    vertices = 0
+    for class_id in range(num_classes):
+        components, count = ndimage.label(gt == class_id, structure=np.ones((3, 3), dtype=bool))
+        if count == 0:
+            continue
+        sizes = np.bincount(components.ravel())
+        for component in np.flatnonzero(sizes >= POLYGON_MIN_REGION):
+            if component == 0:
+                continue
+            mask = components == component
+            labels[mask] = class_id
+            rows, cols = np.nonzero(mask)
+            window = np.pad(mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1], 1).astype(np.float32)
+            for contour in measure.find_contours(window, 0.5):
+                polygon = measure.approximate_polygon(contour, POLYGON_TOLERANCE)
+                vertices += max(3, len(polygon) - 1)  # closed: the last point repeats the first
+    return labels, vertices
+
+
+def multiclass_candidate_matrix(
+    gt: np.ndarray, superpixels: np.ndarray, num_classes: int, erosion: int = 2
+) -> np.ndarray:
+    """``[R, C]`` bool: :func:`multiclass_candidates` of every region of ``superpixels`` at once (rows all False
+    for all-void regions). The core of a region is where the diamond of radius ``erosion`` around the pixel lies
+    wholly in the region and inside the image, as ``erosion`` iterations of a 3x3 cross erosion give."""
+    regions = int(superpixels.max()) + 1
+    valid = gt != IGNORE
+    counts = np.bincount(superpixels[valid] * num_classes + gt[valid], minlength=regions * num_classes).reshape(
+        regions, num_classes
+    )
+    if erosion > 0:
+        diamond = ndimage.iterate_structure(ndimage.generate_binary_structure(2, 1), erosion)
+        high = ndimage.maximum_filter(superpixels, footprint=diamond, mode="constant", cval=-1)
+        low = ndimage.minimum_filter(superpixels, footprint=diamond, mode="constant", cval=-1)
+        core = (high == low) & (low >= 0)
+    else:
+        core = np.ones(gt.shape, dtype=bool)
+    inner = core & valid
+    present = (
+        np.bincount(superpixels[inner] * num_classes + gt[inner], minlength=regions * num_classes).reshape(
+            regions, num_classes
+        )
+        > 0
+    )
+    has_label = counts.sum(axis=1) > 0
+    present[np.flatnonzero(has_label), counts[has_label].argmax(axis=1)] = True
+    present[~has_label] = False
+    return present
+
+
 @dataclass
 class ImageLabels:
     """What the simulated annotator revealed for one pool image, in reveal order."""
@@ -377,7 +464,10 @@ def build_target(
     gt = example.gt
     labels = np.full(gt.shape, IGNORE, dtype=np.int64)
     if mode == "image":
-        return LabelTarget(gt.copy() if revealed.dense else labels), 0
+        if not revealed.dense:
+            return LabelTarget(labels), 0
+        traced, vertices = trace_polygons(gt, num_classes)
+        return LabelTarget(traced), vertices
     if mode == "pixels":
         for row, col in revealed.pixels:
             labels[row, col] = gt[row, col]
@@ -392,9 +482,10 @@ def build_target(
         return LabelTarget(labels), len(revealed.regions)
     region_ids = np.full(gt.shape, -1, dtype=np.int64)
     rows: list[np.ndarray] = []
+    answers = multiclass_candidate_matrix(gt, superpixels, num_classes, erosion)
     for region in revealed.regions:
         mask = superpixels == region
-        candidates = multiclass_candidates(gt, mask, num_classes, erosion)
+        candidates = answers[region]
         if not candidates.any():
             continue
         region_ids[mask] = len(rows)
@@ -402,7 +493,8 @@ def build_target(
         if candidates.sum() == 1:
             labels[mask] = int(np.flatnonzero(candidates)[0])
     matrix = np.stack(rows) if rows else np.zeros((0, num_classes), dtype=bool)
-    return LabelTarget(labels, region_ids, matrix), int(matrix.sum())
+    clicks = int(np.maximum(answers[revealed.regions].sum(axis=1), 1).sum()) if revealed.regions else 0
+    return LabelTarget(labels, region_ids, matrix), clicks
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -455,24 +547,33 @@ def evaluate(net: SegmentationNet, examples: Sequence[Example], num_classes: int
 
 @dataclass
 class _Units:
-    """Candidate units of one round: image index, unit (region id / flat pixel / 0), score, cost in clicks and
-    cost in the budget's unit (the same list when the budget counts clicks)."""
+    """Candidate units of one round: image index, unit (region id / flat pixel / 0), score, the cost the ranking
+    divides by (the engine's estimate: predicted classes for multi-class regions, else the clicks), the annotator's
+    clicks (from the ground truth) and what the budget is charged (the clicks, or the unit's pixels)."""
 
     images: list[int] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    estimated_costs: list[float] = field(default_factory=list)
     clicks: list[float] = field(default_factory=list)
-    costs: list[float] = field(default_factory=list)
+    charges: list[float] = field(default_factory=list)
 
     def extend(
-        self, image: int, units: Iterable[int], scores: Iterable[float], clicks: Iterable[float], costs: Iterable[float]
+        self,
+        image: int,
+        units: Iterable[int],
+        scores: Iterable[float],
+        estimated_costs: Iterable[float],
+        clicks: Iterable[float],
+        charges: Iterable[float],
     ) -> None:
-        units, scores, clicks, costs = list(units), list(scores), list(clicks), list(costs)
+        units = list(units)
         self.images += [image] * len(units)
         self.units += units
-        self.scores += scores
-        self.clicks += clicks
-        self.costs += costs
+        self.scores += list(scores)
+        self.estimated_costs += list(estimated_costs)
+        self.clicks += list(clicks)
+        self.charges += list(charges)
 
 
 def log_line(line: str) -> None:
@@ -519,6 +620,9 @@ class Simulation:
         self.cache = SuperpixelCache(max_items=len(self.pool) + 16)
         self.revealed = [ImageLabels() for _ in self.pool]
         self.total_pixels = sum(example.gt.size for example in self.pool)
+        self.precision = resolve_precision(self.device, config.precision)
+        self._polygon_clicks: dict[int, int] = {}
+        self._region_answers: dict[int, np.ndarray] = {}
 
     # --- superpixels and costs ---
 
@@ -604,6 +708,7 @@ class Simulation:
                 self.config.mc_samples,
                 max_side=self.config.resolution,
                 mc_scale=self.config.mc_resolution,
+                precision=self.precision,
             )
 
     def _pool_statistics(
@@ -617,45 +722,73 @@ class Simulation:
             dominant = []
             for index in range(len(self.pool)):
                 summary = self._mc_summary(net, index, round_index)
+                predicted = summary.image_predicted
                 if acquisition.superpixel_method == "none":
-                    dominant.append(summary.predicted.reshape(-1).cpu())
+                    dominant.append(predicted.reshape(-1).cpu())
                     continue
-                regions = torch.from_numpy(self.superpixels(index)).to(summary.predicted.device)
-                counts = region_class_counts(summary.predicted, regions, summary.num_classes)
+                regions = torch.from_numpy(self.superpixels(index)).to(predicted.device)
+                counts = region_class_counts(predicted, regions, summary.num_classes)
                 dominant.append(counts.argmax(dim=1).cpu())
             return {"dominant_share": dominant_class_share(torch.cat(dominant), self.config.num_classes)}
         return {}
 
-    def _candidates(self, net: SegmentationNet, round_index: int, budget: float, random_scores: bool) -> _Units:
-        """Every unlabelled unit with its score and cost. With ``random_scores`` (round 0) scores are U[0, 1) draws
-        and the model is only used for the engine's multi-class cost estimate."""
+    def _candidates(self, net: SegmentationNet, round_index: int, budget: float, random_order: bool) -> _Units:
+        """Every unlabelled unit with its score and costs. With ``random_order`` (round 0 and the random baselines)
+        the model is not consulted: the selection visits units in a uniform random order."""
         config, mode = self.config, self.config.query_mode
         acquisition = config.acquisition_config(round_index)
-        needs_model = not random_scores or mode == "superpixel_multiclass"
-        statistics = self._pool_statistics(net, round_index, acquisition) if not random_scores else {}
-        random = torch.Generator().manual_seed(derive_seed(config.seed, "random", round_index) % (2**63))
+        statistics = {} if random_order else self._pool_statistics(net, round_index, acquisition)
         found = _Units()
         for index, example in enumerate(self.pool):
-            progress_bar("scoring" if needs_model else "sampling", index + 1, len(self.pool))
+            progress_bar("sampling" if random_order else "scoring", index + 1, len(self.pool))
             if mode == "image" and self.revealed[index].dense:
                 continue
             scores = None
-            if needs_model:
+            if not random_order:
                 summary = self._mc_summary(net, index, round_index)
                 scores = score_image(summary, example.image, acquisition, cache=self.cache, **statistics)
             if mode == "image":
-                clicks = float(self.superpixels(index).max() + 1)
-                score = float(torch.rand(1, generator=random)) if random_scores else scores.image_score
-                units, unit_scores, unit_clicks = [0], [score], [clicks]
-            elif mode == "pixels":
-                units, unit_scores, unit_clicks = self._pixel_candidates(
-                    index, scores, acquisition, budget, random, random_scores
+                clicks = float(self.image_clicks(index))
+                units, unit_scores, estimated, unit_clicks = (
+                    [0],
+                    [0.0 if scores is None else scores.image_score],
+                    [clicks],
+                    [clicks],
                 )
+            elif mode == "pixels":
+                units, unit_scores = self._pixel_candidates(index, scores, acquisition, budget)
+                estimated = unit_clicks = [1.0] * len(units)
             else:
-                units, unit_scores, unit_clicks = self._region_candidates(index, scores, random, random_scores)
-            costs = unit_clicks if config.budget_unit == "clicks" else self._pixel_counts(index, units)
-            found.extend(index, units, unit_scores, unit_clicks, costs)
+                units, unit_scores, estimated, unit_clicks = self._region_candidates(index, scores)
+            charges = unit_clicks if config.budget_unit == "clicks" else self._pixel_counts(index, units)
+            found.extend(index, units, unit_scores, estimated, unit_clicks, charges)
         return found
+
+    def image_clicks(self, index: int) -> int:
+        """Clicks to outline every region of pool image ``index`` as polygons (:func:`trace_polygons`), cached."""
+        if index not in self._polygon_clicks:
+            self._polygon_clicks[index] = trace_polygons(self.pool[index].gt, self.config.num_classes)[1]
+        return self._polygon_clicks[index]
+
+    def region_answers(self, index: int) -> np.ndarray:
+        """``[R, C]`` the classes the annotator ticks in each superpixel of pool image ``index`` (multi-class)."""
+        if index not in self._region_answers:
+            self._region_answers[index] = multiclass_candidate_matrix(
+                self.pool[index].gt, self.superpixels(index), self.config.num_classes, self.config.boundary_erosion
+            )
+        return self._region_answers[index]
+
+    def full_annotation_clicks(self) -> float:
+        """Clicks that labelling the whole pool costs under this mode's cost model: every image traced, every
+        superpixel answered (one click, or one per class ticked) or every pixel clicked."""
+        mode = self.config.query_mode
+        if mode == "image":
+            return float(sum(self.image_clicks(i) for i in range(len(self.pool))))
+        if mode == "pixels":
+            return float(self.total_pixels)
+        if mode == "superpixel_dominant":
+            return float(sum(int(self.superpixels(i).max()) + 1 for i in range(len(self.pool))))
+        return float(sum(np.maximum(self.region_answers(i).sum(axis=1), 1).sum() for i in range(len(self.pool))))
 
     def _pixel_counts(self, index: int, units: list[int]) -> list[float]:
         """Pixels each unit of pool image ``index`` labels: the image, a superpixel or 1."""
@@ -666,63 +799,74 @@ class Simulation:
         sizes = np.bincount(self.superpixels(index).ravel())
         return [float(sizes[unit]) for unit in units]
 
-    def _region_candidates(
-        self, index: int, scores: Any, random: torch.Generator, random_scores: bool
-    ) -> tuple[list[int], list[float], list[float]]:
+    def _region_candidates(self, index: int, scores: Any) -> tuple[list[int], list[float], list[float], list[float]]:
+        """Unlabelled regions of image ``index``: scores (0 without a model), the engine's cost estimate (the
+        annotator's clicks without a model) and the annotator's clicks (1, or one per class ticked)."""
         count = int(self.superpixels(index).max() + 1)
-        if scores is None:  # round 0 of dominant mode: 1 click per region
-            unit_costs = torch.ones(count)
+        if self.config.query_mode == "superpixel_multiclass":
+            clicks = torch.from_numpy(np.maximum(self.region_answers(index).sum(axis=1), 1).astype(np.float32))
         else:
-            unit_costs = scores.region_costs.detach().cpu().float()
-        unit_scores = torch.rand(count, generator=random) if random_scores else scores.region_scores.detach().cpu()
+            clicks = torch.ones(count)
+        estimated = clicks if scores is None else scores.region_costs.detach().cpu().float()
+        unit_scores = torch.zeros(count) if scores is None else scores.region_scores.detach().cpu()
         labelled = set(self.revealed[index].regions)
         keep = [region for region in range(count) if region not in labelled]
-        return keep, unit_scores[keep].tolist(), unit_costs[keep].tolist()
+        return keep, unit_scores[keep].tolist(), estimated[keep].tolist(), clicks[keep].tolist()
 
     def _pixel_candidates(
-        self,
-        index: int,
-        scores: Any,
-        acquisition: AcquisitionConfig,
-        budget: float,
-        random: torch.Generator,
-        random_scores: bool,
-    ) -> tuple[list[int], list[float], list[float]]:
+        self, index: int, scores: Any, acquisition: AcquisitionConfig, budget: float
+    ) -> tuple[list[int], list[float]]:
+        """Flat pixel indices of image ``index`` and their scores: without a model every unlabelled pixel (scored
+        0, the selection's random order decides), else the engine's pixel selector over the class-balanced score
+        map, at most ``budget`` per image."""
         height, width = self.pool[index].gt.shape
-        if random_scores:
-            score_map = torch.rand((height, width), generator=random)
-            selector, fraction = PIXEL_SELECTORS["top"], 1.0
-        else:
-            score_map = scores.score_map if scores.weight_map is None else scores.score_map * scores.weight_map
-            score_map = score_map.detach().cpu().to(torch.float64)
-            selector, fraction = PIXEL_SELECTORS[acquisition.pixel_selection], acquisition.top_fraction
-        score_map = score_map.clone()
+        if scores is None:  # a uniform sample of the unlabelled pixels; the selection's random order decides
+            taken = np.array([row * width + col for row, col in self.revealed[index].pixels], dtype=np.int64)
+            free = np.setdiff1d(np.arange(height * width), taken)
+            rng = np.random.default_rng(derive_seed(self.config.seed, "random_pixels", index, acquisition.seed))
+            units = rng.choice(free, size=min(int(budget), free.size), replace=False).tolist()
+            return units, [0.0] * len(units)
+        score_map = scores.score_map if scores.weight_map is None else scores.score_map * scores.weight_map
+        score_map = score_map.detach().cpu().to(torch.float64).clone()
         for row, col in self.revealed[index].pixels:
             score_map[row, col] = -math.inf
+        selector, fraction = PIXEL_SELECTORS[acquisition.pixel_selection], acquisition.top_fraction
         generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "pixels", index, acquisition.seed))
         coords, values = selector(score_map, int(budget), fraction, generator=generator)
         keep = torch.isfinite(values)
         flat = (coords[keep, 0] * width + coords[keep, 1]).tolist()
-        return flat, values[keep].tolist(), [1.0] * len(flat)
+        return flat, values[keep].tolist()
 
     def _select(self, units: _Units, budget: float, round_index: int, random_order: bool) -> list[int]:
+        """Greedy under the budget, charging each unit what the annotator really spends on it. The visiting
+        order is uniform at random (``random_order``), the acquisition's stochastic sampling, or decreasing
+        ``score / estimated cost`` (Cai et al.'s greedy knapsack)."""
         if not units.units:
             return []
         acquisition = self.config.acquisition_config(round_index)
         generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "select", round_index) % (2**63))
-        chosen = select_units(
-            torch.tensor(units.scores, dtype=torch.float64),
-            costs=torch.tensor(units.costs, dtype=torch.float32),
-            budget=budget,
+        scores = torch.tensor(units.scores, dtype=torch.float64)
+        estimated = torch.tensor(units.estimated_costs, dtype=torch.float64)
+        if random_order:
+            order = torch.randperm(len(units.units), generator=generator)
+        elif acquisition.sampling != "top":
+            order = stochastic_sample(
+                scores / estimated, len(units.units), acquisition.sampling, acquisition.temperature, generator
+            )
+        else:
+            order = torch.argsort(scores / estimated, descending=True, stable=True)
+        chosen = budgeted_greedy(
+            scores,
+            torch.tensor(units.charges, dtype=torch.float64),
+            budget,
             groups=torch.tensor(units.images) if self.config.max_units_per_image else None,
             max_per_group=self.config.max_units_per_image,
-            sampling="top" if random_order else acquisition.sampling,
-            temperature=acquisition.temperature,
-            generator=generator,
+            order=order,
         )
         return chosen.tolist()
 
     def _reveal(self, units: _Units, chosen: list[int]) -> float:
+        """Reveal the chosen units to the annotator; returns the clicks spent."""
         clicks = 0.0
         for position in chosen:
             index, unit = units.images[position], units.units[position]
@@ -788,10 +932,11 @@ class Simulation:
         for round_index in range(len(rows), self.config.rounds):
             started = time.monotonic()
             budget = self.config.initial_budget if round_index == 0 else self.config.budget
-            if net is None:  # round 0: the untrained network (seeded) only estimates multi-class costs
+            if net is None:  # round 0 trains the seeded ImageNet network
                 net = build_network(self.config.network_spec(), seed=self.config.seed).to(self.device)
-            units = self._candidates(net, round_index, budget, random_scores=round_index == 0)
-            chosen = self._select(units, budget, round_index, random_order=round_index == 0)
+            random_order = round_index == 0 or self.config.acquisition_config(round_index).heuristic == "random"
+            units = self._candidates(net, round_index, budget, random_order)
+            chosen = self._select(units, budget, round_index, random_order)
             if not chosen:
                 self.log(f"round {round_index}: nothing left to label within the budget; stopping")
                 break
@@ -815,7 +960,11 @@ class Simulation:
                 "labelled_images": len(samples),
                 "miou": mean_iou(confusion),
                 "per_class_iou": {name: float(iou) for name, iou in zip(self.config.class_names, ious, strict=True)},
+                "click_share_of_full": clicks_total / self.full_annotation_clicks(),
                 "epochs_run": result.metrics["epochs_run"],
+                "train_steps": result.metrics["steps"],
+                "train_seconds": result.metrics["seconds"],
+                "precision": result.metrics["precision"],
                 "seconds": round(time.monotonic() - started, 3),
             }
             rows.append(_json_value(row))  # NaN -> None, as a resumed run reads it back
@@ -843,7 +992,9 @@ def fully_supervised_reference(
     """Train on every pool label (dense ground truth) once; writes and returns ``<out_dir>/reference.json``.
 
     Uses the config's network, resolution, seed and :meth:`SimulationConfig.reference_train_config` (query mode
-    and acquisition are ignored). An existing ``reference.json`` is returned as is.
+    and acquisition are ignored), and trains a second network for half the epochs from the same start
+    (``miou_at_half_steps``: a converged reference gains little from the second half). An existing
+    ``reference.json`` is returned as is.
     """
     out = Path(config.out_dir)
     path = out / "reference.json"
@@ -856,9 +1007,15 @@ def fully_supervised_reference(
     pool = load_split(config.pool_dir, config.resolution, config.ignore_index, config.pool_limit)
     evaluation = load_split(config.eval_dir, config.resolution, config.ignore_index, config.eval_limit)
     samples = [TrainingSample(i, example.image, LabelTarget(example.gt.copy())) for i, example in enumerate(pool)]
-    net = build_network(config.network_spec(), seed=config.seed)
-    result = train(net, samples, config.reference_train_config(), device, _training_progress, QueryMode.DENSE_BRUSH)
-    confusion = evaluate(result.net, evaluation, config.num_classes, device)
+    runs = {}
+    for share in (0.5, 1.0):  # from the same start: how much doubling the training adds
+        train_config = config.reference_train_config(share)
+        net = build_network(config.network_spec(), seed=config.seed)
+        result = train(net, samples, train_config, device, _training_progress, QueryMode.DENSE_BRUSH)
+        confusion = evaluate(result.net, evaluation, config.num_classes, device)
+        runs[share] = (train_config, result, confusion)
+        log(f"[fully supervised seed {config.seed}] {train_config.epochs} epochs: mIoU {100 * mean_iou(confusion):.2f}")
+    train_config, result, confusion = runs[1.0]
     ious = iou_per_class(confusion)
     payload = {
         "kind": "reference",
@@ -866,9 +1023,13 @@ def fully_supervised_reference(
         "seed": config.seed,
         "miou": mean_iou(confusion),
         "per_class_iou": {name: float(iou) for name, iou in zip(config.class_names, ious, strict=True)},
+        "miou_at_half_steps": mean_iou(runs[0.5][2]),
         "labelled_pixel_share": sum(int((e.gt != IGNORE).sum()) for e in pool) / sum(e.gt.size for e in pool),
         "images": len(pool),
         "epochs_run": result.metrics["epochs_run"],
+        "train_steps": result.metrics["steps"],
+        "train_steps_half": runs[0.5][1].metrics["steps"],
+        "precision": result.metrics["precision"],
         "seconds": round(time.monotonic() - started, 3),
         "config": config.to_dict(),
     }

@@ -26,14 +26,16 @@ from ls_al_backend.simulation import (
     iou_per_class,
     load_split,
     mean_iou,
+    multiclass_candidate_matrix,
     multiclass_candidates,
     plot_learning_curves,
     run_simulation,
     summary_table,
+    trace_polygons,
 )
 from tests.conftest import camvid_root
 
-BUDGETS = {"image": 24, "superpixel_dominant": 6, "superpixel_multiclass": 8, "pixels": 40}
+BUDGETS = {"image": 220, "superpixel_dominant": 6, "superpixel_multiclass": 8, "pixels": 40}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,7 +97,7 @@ def finished(data, tmp_path_factory):
 
 
 def without_time(rows: list[dict]) -> list[dict]:
-    return [{key: value for key, value in row.items() if key != "seconds"} for row in rows]
+    return [{key: value for key, value in row.items() if not key.endswith("seconds")} for row in rows]
 
 
 def saved_state(out: Path, round_index: int) -> list[dict]:
@@ -241,8 +243,30 @@ def test_targets_per_mode_follow_the_annotator():
     pixels, clicks = build_target(example, ImageLabels(pixels=[(0, 2), (1, 1)]), None, "pixels", 3, 0)
     assert clicks == 2 and pixels.labelled_pixels == 1 and pixels.labels[0, 2] == 1
 
-    dense, _ = build_target(example, ImageLabels(dense=True), None, "image", 3, 0)
-    assert np.array_equal(dense.labels, gt)
+    dense, clicks = build_target(example, ImageLabels(dense=True), None, "image", 3, 0)
+    assert (dense.labels == IGNORE).all() and clicks == 0, "regions under 20 pixels are not traced"
+
+
+def test_a_whole_image_costs_the_vertices_of_its_traced_regions():
+    gt = np.zeros((10, 10), dtype=np.int64)
+    gt[:, 5:] = 1
+    gt[0:2, 9] = 2  # a 2-pixel region: too small to trace
+    example = type("E", (), {"gt": gt, "image": None})()
+    traced, clicks = build_target(example, ImageLabels(dense=True), None, "image", 3, 0)
+    assert np.array_equal(traced.labels, np.where(gt == 2, IGNORE, gt))
+    assert 8 <= clicks <= 12, "a rectangle (4 vertices) and a notched rectangle (about 6)"
+    labels, vertices = trace_polygons(gt, 3)
+    assert vertices == clicks and np.array_equal(labels, traced.labels)
+
+
+def test_the_vectorised_multiclass_answers_match_the_per_region_annotator(data):
+    cache = SuperpixelCache()
+    for example in load_split(data[0], resolution=64):
+        regions = cache.get(example.image, "slic", 16, None)
+        matrix = multiclass_candidate_matrix(example.gt, regions, 11, erosion=2)
+        for region in range(int(regions.max()) + 1):
+            expected = multiclass_candidates(example.gt, regions == region, 11, erosion=2)
+            assert matrix[region].tolist() == expected.tolist(), region
 
 
 def test_iou_against_a_hand_made_case():
@@ -271,11 +295,20 @@ def test_a_budget_in_pixels_bounds_the_labelled_pixels_and_rows_still_count_clic
     assert [row["clicks_round"] for row in rows] == [row["units_selected"] for row in rows], "1 click per region"
 
 
-def test_the_reference_trains_as_many_steps_as_a_whole_warm_started_run(data, tmp_path):
-    config = tiny_config(data, tmp_path, rounds=3, epochs=2, steps_per_epoch=5)
+def test_the_reference_trains_its_epochs_and_half_as_many(data, tmp_path):
+    config = tiny_config(data, tmp_path, rounds=3, epochs=2, min_steps=50)
     reference = config.reference_train_config()
-    assert (reference.epochs, reference.steps_per_epoch, reference.stage2_epochs) == (6, 5, 0)
+    assert (reference.epochs, reference.min_steps, reference.stage2_epochs) == (6, 0, 0)
+    assert config.reference_train_config(0.5).epochs == 3
     assert dataclasses.replace(config, reference_epochs=4).reference_train_config().epochs == 4
+
+
+def test_rounds_train_by_the_servers_rule_and_record_steps(data, finished):
+    rows, _, _ = finished("superpixel_dominant")
+    for row in rows:
+        assert row["train_steps"] == row["labelled_images"] // 2 + row["labelled_images"] % 2, "1 epoch, batches of 2"
+        assert row["train_seconds"] > 0 and row["precision"] in {"fp32", "bf16"}
+        assert 0 < row["click_share_of_full"] < 1
 
 
 def test_the_cli_can_train_only_the_reference(data, tmp_path):

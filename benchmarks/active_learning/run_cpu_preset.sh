@@ -1,54 +1,86 @@
 #!/usr/bin/env bash
-# The committed CPU-preset active-learning runs on CamVid (train = pool, val = evaluation) and their plot.
+# The CPU-preset active-learning benchmark on CamVid (train = pool, val = evaluation): every strategy and the fully
+# supervised reference over SEEDS, then summary.json, summary.md and the plots from whatever runs are finished.
 #
-#   bash benchmarks/active_learning/run_cpu_preset.sh            # all runs, PARALLEL=2 at a time, 1 thread each
-#   CAMVID=/path/to/camvid PARALLEL=1 bash benchmarks/active_learning/run_cpu_preset.sh
+#   bash benchmarks/active_learning/run_cpu_preset.sh                # all runs not yet finished, then the summary
+#   COMMIT=1 bash benchmarks/active_learning/run_cpu_preset.sh       # also commit each finished run on its own
+#   SEEDS="0 1" PARALLEL=1 CAMVID=/path/to/camvid bash benchmarks/active_learning/run_cpu_preset.sh
+#   SUMMARY_ONLY=1 bash benchmarks/active_learning/run_cpu_preset.sh # only regenerate the summary and plots
 #
-# Each run writes benchmarks/active_learning/cpu/<name>/{config.json,results.json,rounds.csv}; its state/ folder
-# (labelled units and the last model) is git-ignored and lets an interrupted run resume where it stopped.
+# It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
+# and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
+# writes benchmarks/active_learning/cpu/<strategy>/seed_<n>/{config.json,results.json,rounds.csv,code_version.txt}.
+# Runs go seed by seed (every strategy of seed 0 first), PARALLEL at a time with one torch thread each.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CAMVID="${CAMVID:-../shared/datasets/camvid}"
 LS_AL="${LS_AL:-.venv/bin/ls-al-backend}"
 OUT=benchmarks/active_learning/cpu
 PARALLEL="${PARALLEL:-2}"
+SEEDS="${SEEDS:-0 1 2}"
+COMMIT="${COMMIT:-0}"
 mkdir -p "$OUT"
 
-# name | query mode | acquisition (JSON) [| extra options]; longest first so the parallel slots stay busy.
-RUNS=(
-  "sp_entropy_mean_teacher|superpixel_dominant|{\"heuristic\": \"predictive_entropy\"}|--semi-supervised mean_teacher"
-  "sp_pixbal|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"pixbal\"}"
-  "sp_balent|superpixel_dominant|{\"heuristic\": \"balanced_entropy\"}"
-  "px_balent|pixels|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}"
-  "sp_entropy|superpixel_dominant|{\"heuristic\": \"predictive_entropy\"}"
-  "sp_bald|superpixel_dominant|{\"heuristic\": \"bald\"}"
-  "sp_mc_variance|superpixel_dominant|{\"heuristic\": \"mc_variance\"}"
-  "sp_random|superpixel_dominant|{\"heuristic\": \"random\"}"
+# name | query mode | acquisition (JSON). Random baselines carry "random" in their names.
+STRATEGIES=(
   "image_random|image|{\"heuristic\": \"random\"}"
+  "sp_random|superpixel_dominant|{\"heuristic\": \"random\"}"
+  "sp_entropy_classbal|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}"
+  "sp_balent|superpixel_dominant|{\"heuristic\": \"balanced_entropy\"}"
+  "mc_entropy_pixbal|superpixel_multiclass|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"pixbal\"}"
+  "px_balent_pixelpick|pixels|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}"
 )
 
-run_one() {
-  local name mode acquisition extra
-  IFS='|' read -r name mode acquisition extra <<< "$1"
-  # shellcheck disable=SC2086  # extra holds separate options
-  OMP_NUM_THREADS=1 "$LS_AL" simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" \
-    --out "$OUT/$name" --name "$name" --mode "$mode" --acquisition "$acquisition" $extra > "$OUT/$name.log" 2>&1
-  echo "$name done: $(tail -n 1 "$OUT/$name.log")"
+finished() {  # $1: run folder; true when every configured round (or the reference) is in its results
+  [ -f "$1/reference.json" ] && return 0
+  [ -f "$1/results.json" ] || return 1
+  python3 -c 'import json, sys
+r = json.load(open(sys.argv[1] + "/results.json"))
+sys.exit(0 if len(r["rows"]) >= r["config"]["rounds"] else 1)' "$1"
 }
-reference() {
-  OMP_NUM_THREADS=1 "$LS_AL" simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" \
-    --out "$OUT/reference" --reference-only > "$OUT/reference.log" 2>&1
-  echo "reference done: $(tail -n 1 "$OUT/reference.log")"
+
+commit_run() {  # $1: message, then the paths; retried while another git command holds the index
+  [ "$COMMIT" = 1 ] || return 0
+  local message="$1"
+  shift
+  for _ in 1 2 3 4 5; do
+    if git add -- "$@" && git commit -q -m "$message" -- "$@"; then return 0; fi
+    sleep 5
+  done
+  echo "could not commit $*" >&2
 }
-export -f run_one reference
-export CAMVID LS_AL OUT
 
-{ printf '%s\n' "${RUNS[@]}"; echo "reference"; } |
-  xargs -d '\n' -P "$PARALLEL" -I{} bash -c 'if [ "$1" = reference ]; then reference; else run_one "$1"; fi' _ {}
+run_one() {  # "<name>|<mode>|<acquisition>|<seed>" or "reference|<seed>"
+  local name mode acquisition seed dir
+  IFS='|' read -r name mode acquisition seed <<< "$1"
+  if [ "$name" = reference ]; then seed="$mode"; fi
+  dir="$OUT/$name/seed_$seed"
+  if finished "$dir"; then echo "$name seed $seed: already finished"; return 0; fi
+  mkdir -p "$dir"
+  echo "commit $(git rev-parse HEAD), $(git status --porcelain -- ls_al_backend | wc -l) uncommitted file(s) in ls_al_backend" \
+    > "$dir/code_version.txt"
+  local common=(simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$dir" --seed "$seed")
+  local started=$SECONDS
+  if [ "$name" = reference ]; then
+    OMP_NUM_THREADS=1 "$LS_AL" "${common[@]}" --reference-only > "$dir/run.log" 2>&1
+  else
+    OMP_NUM_THREADS=1 "$LS_AL" "${common[@]}" --name "$name" --mode "$mode" --acquisition "$acquisition" \
+      > "$dir/run.log" 2>&1
+  fi
+  echo "$name seed $seed done in $((SECONDS - started)) s: $(tail -n 1 "$dir/run.log")"
+  commit_run "Active-learning benchmark (CPU preset): $name, seed $seed" "$dir"
+}
+export -f finished commit_run run_one
+export CAMVID LS_AL OUT COMMIT
 
-# learning curves of the acquisition strategies, and the mean-teacher comparison on its own
-mapfile -t STRATEGIES < <(ls "$OUT"/*/results.json | grep -v mean_teacher)
-"$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" \
-  --plot "${STRATEGIES[@]}" "$OUT/reference/reference.json"
-"$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT/semi_supervised" \
-  --plot "$OUT"/{sp_random,sp_entropy,sp_entropy_mean_teacher}/results.json "$OUT/reference/reference.json"
+if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
+  for seed in $SEEDS; do
+    echo "reference|$seed"
+    for strategy in "${STRATEGIES[@]}"; do echo "$strategy|$seed"; done
+  done | xargs -d '\n' -P "$PARALLEL" -I{} bash -c 'run_one "$1"' _ {}
+fi
+
+# summary.json, summary.md and the learning curves (mean and one std over seeds) from every finished run
+"$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" --plot "$OUT"/*/seed_*/
+commit_run "Active-learning benchmark (CPU preset): summary and plots" \
+  "$OUT"/summary.json "$OUT"/summary.md "$OUT"/learning_curves*.png

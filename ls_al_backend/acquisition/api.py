@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ls_al_backend.acquisition.balance import classbal_weights, dominant_class_share, pixbal_weights
-from ls_al_backend.acquisition.heuristics import HEURISTICS, SIGNED_HEURISTICS, get_heuristic
+from ls_al_backend.acquisition.heuristics import HEURISTICS, get_heuristic
 from ls_al_backend.acquisition.mc import MCSummary
 from ls_al_backend.acquisition.reductions import (
     IMAGE_REDUCTIONS,
@@ -141,16 +141,6 @@ class AcquisitionConfig:
             _check_range("budget", self.budget, 0.0, 1e9)
         _check_range("temperature", self.temperature, 0.0, 1e6, low_open=True)
         _check_range("top_n_pixels", self.top_n_pixels, 0, 10_000_000)
-        if self.class_balance != "none" and self.heuristic in SIGNED_HEURISTICS:
-            raise ValueError(
-                f"class_balance={self.class_balance!r} multiplies scores by weights <= 1, which would raise the "
-                f"negative scores of heuristic {self.heuristic!r}; use class_balance='none' with it"
-            )
-        if self.sampling == "power" and self.heuristic in SIGNED_HEURISTICS:
-            raise ValueError(
-                f"sampling='power' needs non-negative scores but heuristic {self.heuristic!r} can be negative; "
-                "use sampling='softrank' or 'softmax'"
-            )
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **overrides: Any) -> AcquisitionConfig:
@@ -258,7 +248,10 @@ def score_image(
     cache: SuperpixelCache | None = None,
     region_features: torch.Tensor | None = None,
 ) -> ImageScores:
-    """Score one image from its MC summary (``H x W`` must equal the image's size).
+    """Score one image from its MC summary (``summary.image_shape`` must equal the image's size).
+
+    The heuristic runs on the summary's own grid; its map is resized to the image (:meth:`MCSummary.to_image_size`)
+    before class balancing, reductions and selection, which all work at the image's size.
 
     Pool statistics for class balancing: ``class_prior`` (``[C]``, PixBal; see
     :func:`~ls_al_backend.acquisition.balance.class_prior`) and ``dominant_share`` (``[C]``, ClassBal; see
@@ -267,7 +260,7 @@ def score_image(
     """
     if summary.count < 1:
         raise ValueError("the MC summary holds no samples")
-    height, width = summary.spatial_shape
+    height, width = summary.image_shape
     if image_rgb is not None and tuple(image_rgb.shape[:2]) != (height, width):
         raise ValueError(f"image is {image_rgb.shape[:2]} but the MC probabilities are {(height, width)}")
     digest = image_digest(image_rgb) if image_rgb is not None else image_digest(summary.sum_probs.cpu().numpy())
@@ -275,8 +268,8 @@ def score_image(
     generator = torch.Generator().manual_seed(seed)
     device = summary.sum_probs.device
 
-    score_map = get_heuristic(config.heuristic, generator=generator)(summary)
-    predicted = summary.predicted
+    score_map = summary.to_image_size(get_heuristic(config.heuristic, generator=generator)(summary))
+    predicted = summary.image_predicted
 
     superpixels = None
     if config.superpixel_method != NO_SUPERPIXELS:
@@ -357,5 +350,5 @@ def _select_regions(
 
 def region_scores_by_class(summary: MCSummary, regions: torch.Tensor) -> torch.Tensor:
     """``[R, C]`` mean class probabilities of each region (default region features for k-center)."""
-    mean = summary.mean
+    mean = summary.to_image_size(summary.mean)
     return torch.stack([region_scores(mean[c], regions) for c in range(mean.shape[0])], dim=1)

@@ -161,9 +161,20 @@ def balanced_entropy_from_moments(mean: torch.Tensor, variance: torch.Tensor) ->
     posterior = (m * beta_posterior_entropy(alpha, beta)).clamp_max(0.0)  # h <= 0 exactly; clamp rounding only
     pred_entropy = entropy(mean.to(torch.float64).clamp_min(0.0), dim=0)
     mjent = posterior.sum(dim=0) + pred_entropy
-    balent = mjent / (pred_entropy + LN2)
-    acquisition = torch.where(balent >= 0, 1.0 / balent.clamp_min(1.0 / BALENT_MAX), balent.clamp_min(-BALENT_MAX))
-    return acquisition.to(torch.float32)
+    return (mjent / (pred_entropy + LN2)).to(torch.float32)
+
+
+def balanced_entropy_acquisition(balent: torch.Tensor) -> torch.Tensor:
+    """The authors' acquisition value of BalEnt (``< 1``): ``1 / BalEnt`` if ``BalEnt >= 0`` (in ``(1, 1e6]``), else
+    ``BalEnt`` (in ``[-1e6, 0)``). Unbounded: a mean over pixels is decided by the few nearest ``BalEnt = 0``."""
+    return torch.where(balent >= 0, 1.0 / balent.clamp_min(1.0 / BALENT_MAX), balent.clamp_min(-BALENT_MAX))
+
+
+def balanced_entropy_rank_score(balent: torch.Tensor) -> torch.Tensor:
+    """A bounded score in ``[0, 2]`` that orders pixels exactly as :func:`balanced_entropy_acquisition` does:
+    ``2 - BalEnt`` in ``(1, 2]`` for ``BalEnt >= 0`` and ``exp(BalEnt)`` in ``(0, 1)`` below, so every
+    non-negative BalEnt still outranks every negative one and the maximum is at ``BalEnt = 0+``."""
+    return torch.where(balent >= 0, 2.0 - balent, torch.exp(balent.clamp_min(-BALENT_MAX)))
 
 
 def balanced_entropy(summary: MCSummary) -> torch.Tensor:
@@ -176,16 +187,17 @@ def balanced_entropy(summary: MCSummary) -> torch.Tensor:
     ``MJEnt = sum_c m_c h(Beta(a_c + 1, b_c)) + H(m)`` (marginalised joint entropy, ``h`` differential entropy),
     ``BalEnt = MJEnt / (H(m) + ln 2)`` and ``BalEntAcq = 1 / BalEnt if BalEnt >= 0 else BalEnt`` (as implemented
     in the authors' code, github.com/jaeohwoo/BalancedEntropy, ``src/torch_utils.py``). Since ``h <= 0``,
-    ``BalEnt < 1``: scores of pixels with ``BalEnt >= 0`` lie in ``(1, 1e6]`` and always outrank those with
-    ``BalEnt < 0`` (in ``[-1e6, 0)``); the maximum is at the balance
-    point ``BalEnt -> 0+``. Higher = more informative.
+    ``BalEnt < 1``. BalEntAcq spans ``(1, 1e6]`` and ``[-1e6, 0)``, so means over regions and images would be
+    decided by a few pixels near ``BalEnt = 0``; this heuristic returns
+    :func:`balanced_entropy_rank_score` instead: the same order of pixels, bounded to ``[0, 2]`` (maximum at the
+    balance point ``BalEnt -> 0+``). Higher = more informative.
 
     ``v`` is the population variance over the T samples (the authors' code uses the unbiased ``T - 1`` estimator,
     a factor ``T / (T - 1)`` larger, which can exceed ``m (1 - m)``). Numerics: computed in float64; ``m`` clamped
     to ``[1e-6, 1 - 1e-6]``, ``v >= 1e-9``, ``a + b >= 1e-3``, each
-    class term ``m_c h_c <= 0``, result clamped to ``[-1e6, 1e6]``.
+    class term ``m_c h_c <= 0``.
     """
-    return balanced_entropy_from_moments(summary.mean, summary.variance)
+    return balanced_entropy_rank_score(balanced_entropy_from_moments(summary.mean, summary.variance))
 
 
 def random_scores(summary: MCSummary, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -195,7 +207,7 @@ def random_scores(summary: MCSummary, generator: torch.Generator | None = None) 
     happens on CPU and is moved to the summary's device, so a seed gives the same map on CPU and CUDA. Without a
     generator, torch's global RNG is used.
     """
-    height, width = summary.spatial_shape
+    height, width = summary.image_shape  # drawn at the image's size: pixel-level random stays uniform
     values = torch.rand((height, width), generator=generator, dtype=torch.float32)
     return values.to(summary.sum_probs.device)
 
@@ -218,9 +230,6 @@ HEURISTICS: dict[str, Heuristic] = {
 #: Heuristics that accept a ``generator`` keyword (bound by :func:`get_heuristic`).
 STOCHASTIC_HEURISTICS: frozenset[str] = frozenset({"random"})
 
-#: Heuristics whose scores may be negative (power sampling needs non-negative scores).
-SIGNED_HEURISTICS: frozenset[str] = frozenset({"balanced_entropy"})
-
 
 def heuristic_maximum(heuristic: str, num_classes: int) -> float | None:
     """The largest value a heuristic can take for ``num_classes`` classes, or None when it has no fixed maximum."""
@@ -236,6 +245,7 @@ def heuristic_maximum(heuristic: str, num_classes: int) -> float | None:
         "bvsb_ratio": 1.0,
         "bvsb_margin": 1.0,
         "mc_variance": 0.25,
+        "balanced_entropy": 2.0,
         "random": 1.0,
     }.get(heuristic)
 

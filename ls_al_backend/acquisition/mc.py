@@ -47,6 +47,11 @@ class MCSummary:
         votes: ``[C, H, W]`` how many samples had each class as their argmax.
         deterministic: optional ``[C, H, W]`` probabilities of one pass with dropout OFF, set by the caller;
             only ``softmax_entropy`` needs it.
+        image_size: ``(H_img, W_img)`` of the image the sums stand for when they were taken on a coarser grid
+            (MC dropout with ``mc_scale < 1``); None: the sums' own grid. Heuristics run on the sums' grid and
+            their score maps are resized afterwards (:meth:`to_image_size`): resizing the moments instead would
+            make interpolated samples disagree along every class boundary where the real samples agree.
+            ``deterministic`` is always at the image size.
     """
 
     count: int
@@ -55,6 +60,7 @@ class MCSummary:
     sum_entropy: torch.Tensor
     votes: torch.Tensor
     deterministic: torch.Tensor | None = None
+    image_size: tuple[int, int] | None = None
 
     @classmethod
     def empty(cls, num_classes: int, height: int, width: int, device: torch.device | str = "cpu") -> MCSummary:
@@ -115,5 +121,28 @@ class MCSummary:
 
     @property
     def predicted(self) -> torch.Tensor:
-        """``[H, W]`` int64 predicted class: argmax of the MC mean."""
+        """``[H, W]`` int64 predicted class on the sums' grid: argmax of the MC mean."""
         return self.sum_probs.argmax(dim=0)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the image: ``image_size`` when set, else the sums' own grid."""
+        return self.image_size or self.spatial_shape
+
+    def to_image_size(self, score_map: torch.Tensor) -> torch.Tensor:
+        """A map ``[H, W]`` or ``[C, H, W]`` on the sums' grid, bilinearly resized to :attr:`image_shape`."""
+        if tuple(score_map.shape[-2:]) == self.image_shape:
+            return score_map
+        batch = score_map[None, None] if score_map.ndim == 2 else score_map[None]
+        resized = torch.nn.functional.interpolate(
+            batch.float(), size=self.image_shape, mode="bilinear", align_corners=False
+        )
+        return resized[0, 0] if score_map.ndim == 2 else resized[0]
+
+    @property
+    def image_predicted(self) -> torch.Tensor:
+        """``[H, W]`` int64 predicted class at the image size: argmax of ``deterministic`` when set (full
+        resolution, dropout off), else of the MC mean resized to the image."""
+        if self.deterministic is not None and tuple(self.deterministic.shape[-2:]) == self.image_shape:
+            return self.deterministic.argmax(dim=0)
+        return self.to_image_size(self.mean).argmax(dim=0)

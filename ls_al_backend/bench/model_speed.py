@@ -25,7 +25,8 @@ from ls_al_backend.jobs.pipeline import Pipeline
 from ls_al_backend.labeling.annotations import LabelTarget
 from ls_al_backend.labeling.config import parse_label_config
 from ls_al_backend.model.inference import mc_dropout, pad_to_multiple, to_tensor, working_size
-from ls_al_backend.model.training import TrainConfig, TrainingSample, train
+from ls_al_backend.model.precision import resolve_precision
+from ls_al_backend.model.training import TrainConfig, TrainingSample, stage_batches_per_epoch, train
 from ls_al_backend.simulation import load_split
 
 #: ``load_split`` resolution that never shrinks an image.
@@ -139,7 +140,9 @@ def measure_training(
     config = parse_label_config(label_config)
     examples = load_split(split, resolution=image_side or FULL_SIZE, limit=images)
     samples = [TrainingSample(index, example.image, LabelTarget(example.gt)) for index, example in enumerate(examples)]
-    train_config = TrainConfig.from_settings(settings, epochs=epochs, val_fraction=0.0, steps_per_epoch=steps_per_epoch)
+    train_config = TrainConfig.from_settings(
+        settings, epochs=epochs, val_fraction=0.0, steps_per_epoch=steps_per_epoch, min_steps=0
+    )
     epoch_seconds: list[float] = []
     with tempfile.TemporaryDirectory(prefix="ls-al-bench-") as data_dir:
         pipeline = Pipeline(dataclasses.replace(settings, data_dir=Path(data_dir), model_dir=""))
@@ -155,9 +158,7 @@ def measure_training(
 
         unlabelled = [example.image for example in examples]  # used only with TRAIN_SEMI_SUPERVISED=mean_teacher
         train(net, samples, train_config, device, progress=on_epoch, mode=config.mode, unlabelled=unlabelled)
-    per_epoch = len(samples)
-    if steps_per_epoch is not None:
-        per_epoch = min(per_epoch, steps_per_epoch * train_config.batch_size)
+    per_epoch = stage_batches_per_epoch(len(samples), train_config, epochs) * train_config.batch_size
     return {
         "what": "train(net, samples, TrainConfig.from_settings(...), device) on CamVid masks as dense labels",
         "images": len(samples),
@@ -167,7 +168,7 @@ def measure_training(
         "epochs": len(epoch_seconds),
         "images_per_epoch": per_epoch,
         "device": str(device),
-        "amp": bool(train_config.amp and device.type == "cuda"),
+        "precision": resolve_precision(device, train_config.precision).name,
         "seconds_per_epoch": [round(seconds, 3) for seconds in epoch_seconds],
         "images_per_s": round(per_epoch * len(epoch_seconds) / sum(epoch_seconds), 3),
     }

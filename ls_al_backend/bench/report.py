@@ -140,7 +140,7 @@ def _training(result: dict[str, Any]) -> str:
     ]
     intro = (
         f"**Training**: `train()` with the `TRAIN_*` settings on CamVid masks as dense labels, no hold-out, "
-        f"`{result['device']}`{' with mixed precision' if result['amp'] else ''}:\n"
+        f"`{result['device']}` in {result.get('precision', 'fp32')}:\n"
     )
     header = ["images", "image size", "crop", "batch", "epochs", "images per epoch", "seconds per epoch", "images/s"]
     return intro + "\n" + _table(header, [row])

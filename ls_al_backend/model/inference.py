@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from ls_al_backend.acquisition.mc import MCSummary
 from ls_al_backend.model.network import SegmentationNet
+from ls_al_backend.model.precision import FLOAT32, Precision, autocast, to_channels_last
 from ls_al_backend.model.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -43,24 +44,6 @@ def pad_to_multiple(batch: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(batch, (0, pad_w, 0, pad_h), mode=mode)
 
 
-def resize_summary(summary: MCSummary, size: tuple[int, int]) -> MCSummary:
-    """The summary's running sums bilinearly resized to ``size`` (H, W); ``deterministic`` is kept as is."""
-
-    def resize(tensor: torch.Tensor) -> torch.Tensor:
-        batch = tensor.unsqueeze(0) if tensor.ndim == 3 else tensor[None, None]
-        resized = F.interpolate(batch, size=size, mode="bilinear", align_corners=False)
-        return resized[0] if tensor.ndim == 3 else resized[0, 0]
-
-    return MCSummary(
-        count=summary.count,
-        sum_probs=resize(summary.sum_probs),
-        sum_sq_probs=resize(summary.sum_sq_probs),
-        sum_entropy=resize(summary.sum_entropy),
-        votes=resize(summary.votes),
-        deterministic=summary.deterministic,
-    )
-
-
 @torch.no_grad()
 def mc_dropout(
     net: SegmentationNet,
@@ -69,13 +52,17 @@ def mc_dropout(
     max_side: int = 512,
     chunk_size: int = 5,
     mc_scale: float = 1.0,
+    precision: Precision = FLOAT32,
 ) -> MCSummary:
-    """MC-dropout summary of one ``[H, W, 3]`` uint8 image, at the image's full resolution.
+    """MC-dropout summary of one ``[H, W, 3]`` uint8 image.
 
     ``summary.deterministic`` holds the dropout-free softmax probabilities ``[C, H, W]``, always computed at
     full resolution. With ``mc_scale < 1`` the T head samples run on decoder features downscaled by that
-    factor and the summary's sums are resized back to the image: per-pixel uncertainty at a coarser grain
-    for a fraction of the cost (the head's cost grows with T x pixels).
+    factor and the summary's sums stay on that coarser grid, with ``summary.image_size`` set to the image's
+    size; heuristics' score maps are resized to the image afterwards (see :class:`MCSummary`). That is
+    per-pixel uncertainty at a coarser grain for a fraction of the cost (the head's cost grows with
+    T x pixels). The encoder and decoder run in channels-last layout under ``precision``'s autocast; the
+    softmax and the sums are float32.
     """
     if net.training:
         raise RuntimeError("mc_dropout expects the network in eval mode (BatchNorm must use running statistics)")
@@ -85,8 +72,9 @@ def mc_dropout(
     batch = to_tensor(image).unsqueeze(0).to(device)
     if (work_h, work_w) != (height, width):
         batch = F.interpolate(batch, size=(work_h, work_w), mode="bilinear", align_corners=False, antialias=True)
-    padded = pad_to_multiple(batch, net.output_stride)
-    features = net.features(padded)
+    padded = to_channels_last(pad_to_multiple(batch, net.output_stride))
+    with autocast(device, precision):
+        features = net.features(padded).float()
     padded_size = tuple(padded.shape[-2:])
 
     def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -110,7 +98,7 @@ def mc_dropout(
         logits = net.head(sample_features.expand(count, -1, -1, -1), padded_small, stochastic=True)
         summary.update(torch.softmax(logits[:, :, : small[0], : small[1]].float(), dim=1))
         remaining -= count
-    if small != (height, width):
-        summary = resize_summary(summary, (height, width))
     summary.deterministic = deterministic
+    if small != (height, width):
+        summary.image_size = (height, width)
     return summary

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from ls_al_backend.labeling.annotations import IGNORE
+from ls_al_backend.model.precision import FLOAT32, Precision, autocast
 from ls_al_backend.model.pretrained import IMAGENET_MEAN, IMAGENET_STD
 
 SEMI_SUPERVISED_MODES = ("none", "mean_teacher")
@@ -261,7 +262,7 @@ class MeanTeacher:
         self.steps = 0
 
     def unsupervised_loss(
-        self, student: nn.Module, weak: torch.Tensor, valid: torch.Tensor, use_amp: bool = False
+        self, student: nn.Module, weak: torch.Tensor, valid: torch.Tensor, precision: Precision = FLOAT32
     ) -> tuple[torch.Tensor, float]:
         """Loss of the student on one unlabelled batch and the batch's mean confident share.
 
@@ -269,8 +270,8 @@ class MeanTeacher:
         teacher labels ``weak``; the student sees the strong view, ClassMixed with buffer entries when ClassMix
         is on; the un-mixed strong views then join the buffer.
         """
-        device_type = weak.device.type
-        with torch.no_grad(), torch.autocast(device_type=device_type, dtype=torch.float16, enabled=use_amp):
+        device = weak.device
+        with torch.no_grad(), autocast(device, precision):
             teacher_logits = self.teacher(weak)
         labels, confidence = pseudo_labels(teacher_logits, valid)
         strong = strong_photometric(weak, self.rng)
@@ -280,7 +281,7 @@ class MeanTeacher:
             for view in views:
                 self.buffer.add(*view)
             strong, labels, confidence = (torch.stack(part) for part in zip(*mixed, strict=True))
-        with torch.autocast(device_type=device_type, dtype=torch.float16, enabled=use_amp):
+        with autocast(device, precision):
             student_logits = student(strong)
         loss, share = confidence_weighted_loss(student_logits.float(), labels, confidence, self.threshold)
         return loss, float(share.mean())

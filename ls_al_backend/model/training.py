@@ -14,8 +14,14 @@ returns (best-by-validation selection evaluates the teacher), so scoring, ``/pre
 
 Augmentations (random scale, random crop padded with IGNORE, horizontal flip) are drawn per sample from a
 generator seeded by ``(seed, stage, epoch, sample)``, so a run is reproducible and independent of
-``num_workers``. On CUDA the forward pass runs under ``torch.autocast`` (float16) with a ``GradScaler``; on CPU
-everything is float32.
+``num_workers``.
+
+The schedule is one rule for every mode and every size of labelled set: ``epochs`` passes over the labelled
+images, at least ``min_steps`` optimizer steps in all (a few images get further passes with fresh augmentations,
+so they converge too), and the learning rate warmed up over the first 5% of the steps then cosine-annealed to 0.
+All labelled images train (``val_fraction=0``, the default): a user's labels all count. The forward pass runs in
+channels-last layout under the autocast that :mod:`ls_al_backend.model.precision` picks for the device (float16 +
+``GradScaler`` on CUDA, bfloat16 on a CPU with native bf16, float32 elsewhere).
 """
 
 from __future__ import annotations
@@ -39,10 +45,14 @@ from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.inference import pad_to_multiple, to_tensor
 from ls_al_backend.model.losses import multiclass_pseudo_labels, multiclass_region_loss, partial_cross_entropy
 from ls_al_backend.model.network import SegmentationNet
+from ls_al_backend.model.precision import PRECISIONS, autocast, resolve_precision, to_channels_last
 from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES, MeanTeacher
 
 #: Below this many samples nothing is held out for validation (and there is no early stopping).
 MIN_SAMPLES_FOR_HOLDOUT = 5
+
+#: Share of a stage's optimizer steps over which the learning rate warms up linearly (then cosine to 0).
+WARMUP_SHARE = 0.05
 
 CLASS_WEIGHTINGS = ("none", "inverse_frequency")
 
@@ -52,13 +62,18 @@ class TrainConfig:
     """Training hyper-parameters. ``crop_size`` is rounded up to a multiple of the network's output stride."""
 
     epochs: int = 10
+    """Passes over the labelled images per stage."""
+    min_steps: int = 0
+    """At least this many optimizer steps per stage: with few labelled images every epoch makes further passes
+    (fresh augmentations) until ``epochs`` epochs hold ``min_steps`` steps."""
     batch_size: int = 4
     lr: float = 1e-3
     weight_decay: float = 1e-2
     crop_size: int = 256
     scale: tuple[float, float] = (0.75, 1.25)
     hflip: bool = True
-    val_fraction: float = 0.2
+    val_fraction: float = 0.0
+    """Share of the labelled images held out for early stopping (never trained on); 0: every label trains."""
     patience: int = 3
     seed: int = 0
     class_weighting: str = "none"
@@ -71,8 +86,8 @@ class TrainConfig:
     """Multi-class mode only: start stage 2 from the weights the network came in with (as MulActSeg does)."""
     expand_radius: int = 16
     """Multi-class mode only: how far (pixels) pseudo labels may expand around a labelled region."""
-    amp: bool = True
-    """Mixed precision; only used on CUDA."""
+    precision: str = "auto"
+    """One of :data:`~ls_al_backend.model.precision.PRECISIONS`; ``auto`` picks per device."""
     num_workers: int = 0
     steps_per_epoch: int | None = None
     """Exactly this many batches per epoch, so that training costs the same however many samples there are: a
@@ -107,6 +122,8 @@ class TrainConfig:
             "class_weighting": settings.train_class_weighting,
             "semi_supervised": settings.train_semi_supervised,
             "ema_momentum": settings.train_ema_momentum,
+            "min_steps": settings.train_min_steps,
+            "precision": settings.precision,
         }
         return cls(**{**values, **overrides})
 
@@ -121,6 +138,10 @@ class TrainConfig:
             raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}")
         if self.patience < 1 or self.lr <= 0 or self.num_workers < 0 or self.expand_radius < 0:
             raise ValueError("patience must be >= 1, lr > 0, num_workers >= 0 and expand_radius >= 0")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be >= 1 or None, got {self.steps_per_epoch}")
         if self.semi_supervised not in SEMI_SUPERVISED_MODES:
@@ -197,10 +218,34 @@ def _pad(tensor: torch.Tensor, height: int, width: int, value: float) -> torch.T
     return F.pad(tensor, (0, pad_w, 0, pad_h), value=value)
 
 
+def _crop_origin(
+    labels: torch.Tensor, regions: torch.Tensor | None, crop: tuple[int, int], rng: np.random.Generator
+) -> tuple[int, int]:
+    """Top-left corner of a crop that contains a labelled pixel (a label or a labelled region), drawn uniformly;
+    the crop is placed uniformly around it. Sparse labels then never waste a step on an unlabelled crop; for dense
+    labels this is close to a uniform random crop. Without any labelled pixel: a uniform random crop."""
+    height, width = labels.shape
+    labelled = labels != IGNORE
+    if regions is not None:
+        labelled |= regions >= 0
+    flat = torch.nonzero(labelled.reshape(-1)).squeeze(1)
+    if flat.numel() == 0:
+        return int(rng.integers(0, max(0, height - crop[0]) + 1)), int(rng.integers(0, max(0, width - crop[1]) + 1))
+    anchor = int(flat[int(rng.integers(0, flat.numel()))])
+    row, col = divmod(anchor, width)
+
+    def origin(position: int, size: int, side: int) -> int:
+        low, high = max(0, position - size + 1), min(position, max(0, side - size))
+        return int(rng.integers(low, max(low, high) + 1))
+
+    return origin(row, crop[0], height), origin(col, crop[1], width)
+
+
 def augment(item: _Item, rng: np.random.Generator, config: TrainConfig, stride: int) -> _Item:
-    """Random scale, random crop (padded with IGNORE / region -1), optional horizontal flip, applied alike to the
-    image, labels and region ids. The crop side is ``min(crop_size, scaled side)`` rounded up to ``stride`` (at
-    least ``2 * stride``, so BatchNorm never sees a 1x1 map)."""
+    """Random scale, a random crop that holds a labelled pixel (:func:`_crop_origin`; padded with IGNORE /
+    region -1), optional horizontal flip, applied alike to the image, labels and region ids. The crop side is
+    ``min(crop_size, scaled side)`` rounded up to ``stride`` (at least ``2 * stride``, so BatchNorm never sees a
+    1x1 map)."""
     image, labels, regions = item.image, item.labels, item.region_ids
     height, width = labels.shape
     factor = float(rng.uniform(config.scale[0], config.scale[1]))
@@ -213,8 +258,7 @@ def augment(item: _Item, rng: np.random.Generator, config: TrainConfig, stride: 
     crop = _round_up(config.crop_size, stride)
     crop_h = max(2 * stride, min(crop, _round_up(height, stride)))
     crop_w = max(2 * stride, min(crop, _round_up(width, stride)))
-    top = int(rng.integers(0, max(0, height - crop_h) + 1))
-    left = int(rng.integers(0, max(0, width - crop_w) + 1))
+    top, left = _crop_origin(labels, regions, (crop_h, crop_w), rng)
     window = (slice(top, top + crop_h), slice(left, left + crop_w))
     image = _pad(image[:, window[0], window[1]], crop_h, crop_w, 0.0)
     labels = _pad(labels[window], crop_h, crop_w, IGNORE)
@@ -348,6 +392,23 @@ class _Stage:
     loss_fn: LossFn
 
 
+def stage_batches_per_epoch(samples: int, config: TrainConfig, epochs: int) -> int:
+    """Optimizer steps per epoch: ``steps_per_epoch`` if set, else one pass over ``samples`` in batches, raised so
+    that ``epochs`` epochs hold at least ``min_steps`` steps."""
+    if config.steps_per_epoch is not None:
+        return config.steps_per_epoch
+    one_pass = math.ceil(samples / config.batch_size)
+    return max(one_pass, math.ceil(config.min_steps / max(epochs, 1)))
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    """Learning-rate multiplier at ``step``: linear warm-up over ``warmup`` steps, then cosine from 1 to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def _run_stage(
     net: SegmentationNet,
     stage: _Stage,
@@ -362,10 +423,14 @@ def _run_stage(
 ) -> SegmentationNet:
     """Train one stage with early stopping on ``val_items`` and return its network with the best weights: ``net``
     itself, or with ``unlabelled`` images the mean teacher of ``net`` (then ``net`` keeps its last weights)."""
-    use_amp = config.amp and device.type == "cuda"
+    precision = resolve_precision(device, config.precision)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=precision.needs_grad_scaler and device.type == "cuda")
     dataset = _AugmentedSet(stage.items, config, net.output_stride, stage.index)
+    batches_per_epoch = stage_batches_per_epoch(len(dataset), config, stage.epochs)
+    total_steps = batches_per_epoch * stage.epochs
+    warmup = max(1, round(WARMUP_SHARE * total_steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, warmup, total_steps))
     best_loss, best_state, best_epoch, waited = math.inf, None, None, 0
     mean_teacher, weak_batches = None, None
     if unlabelled is not None:
@@ -387,13 +452,11 @@ def _run_stage(
     def batches(epoch: int) -> Iterator[_Batch]:
         dataset.epoch = epoch
         rng = np.random.default_rng([config.seed, stage.index, epoch, 1 << 20])
-        order = rng.permutation(len(dataset))
-        if config.steps_per_epoch is not None:  # further passes (indices >= len: fresh augmentations) if needed
-            needed = config.steps_per_epoch * config.batch_size
-            passes = [order]
-            while len(passes) * len(dataset) < needed:
-                passes.append(rng.permutation(len(dataset)) + len(passes) * len(dataset))
-            order = np.concatenate(passes)[:needed]
+        needed = batches_per_epoch * config.batch_size
+        passes = [rng.permutation(len(dataset))]  # further passes (indices >= len: fresh augmentations) if needed
+        while len(passes) * len(dataset) < needed:
+            passes.append(rng.permutation(len(dataset)) + len(passes) * len(dataset))
+        order = np.concatenate(passes)[:needed]
         sampler = [order[i : i + config.batch_size].tolist() for i in range(0, len(order), config.batch_size)]
         loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate, num_workers=config.num_workers)
         yield from loader
@@ -404,18 +467,22 @@ def _run_stage(
         for batch in batches(epoch):
             batch = batch.to(device)
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits = net(batch.images)
+            with autocast(device, precision):
+                logits = net(to_channels_last(batch.images))
             loss = stage.loss_fn(logits.float(), batch)
             scaler.scale(loss).backward()
             if mean_teacher is not None:  # backward per term: one graph in memory at a time
                 weak = next(weak_batches).to(device)
-                unsupervised, share = mean_teacher.unsupervised_loss(net, weak.images, weak.labels != IGNORE, use_amp)
+                unsupervised, share = mean_teacher.unsupervised_loss(
+                    net, to_channels_last(weak.images), weak.labels != IGNORE, precision
+                )
                 scaler.scale(config.unsupervised_weight * unsupervised).backward()
                 unsupervised_losses.append(float(unsupervised.detach()))
                 confident_shares.append(share)
             scaler.step(optimizer)
             scaler.update()
+            scheduler.step()
+            history["steps"] += 1
             if mean_teacher is not None:
                 mean_teacher.update(net)
             epoch_losses.append(float(loss.detach()))
@@ -489,7 +556,8 @@ def train(
     ``metrics``: ``epochs_run``, ``train_loss`` / ``val_loss`` (per epoch), ``best_epoch``, ``label_counts``
     (labelled pixels per class in the annotations), ``labelled_pixels``, ``train_samples``, ``val_samples``,
     ``val_task_ids``,
-    ``skipped_samples`` (no labelled pixel), ``validation`` (a sentence), ``device``, ``amp``, ``seconds``,
+    ``skipped_samples`` (no labelled pixel), ``validation`` (a sentence), ``device``, ``precision`` (``fp32``,
+    ``bf16`` or ``fp16``), ``steps`` (optimizer steps, both stages), ``seconds``,
     ``semi_supervised``, in multi-class mode ``stage1_epochs``, ``stage2_epochs``, ``pseudo_labelled_pixels``, and
     with the mean teacher ``unlabelled_images``, ``unsupervised_loss`` and ``confident_share`` (per epoch: the
     mean unsupervised loss before ``unsupervised_weight``, the mean share of pixels above the confidence
@@ -527,7 +595,7 @@ def train(
     train_items = [_item(sample) for sample in train_samples]
     val_items = [_item(sample) for sample in val_samples]
 
-    net.to(device)
+    net.to(device=device, memory_format=torch.channels_last)
     initial_state = copy.deepcopy(net.state_dict()) if multiclass and config.stage2_from_initial else None
     history: dict[str, Any] = {
         "train_loss": [],
@@ -535,6 +603,7 @@ def train(
         "best_epoch": None,
         "unsupervised_loss": [],
         "confident_share": [],
+        "steps": 0,
     }
     stage2_epochs = config.stage2_epochs if multiclass else 0
     total_epochs = config.epochs + stage2_epochs
@@ -614,7 +683,8 @@ def train(
         "skipped_samples": len(samples) - len(usable),
         "validation": validation,
         "device": str(device),
-        "amp": bool(config.amp and device.type == "cuda"),
+        "precision": resolve_precision(device, config.precision).name,
+        "steps": history["steps"],
         "seconds": round(time.monotonic() - started, 3),
         "semi_supervised": config.semi_supervised,
     }

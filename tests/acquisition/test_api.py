@@ -55,13 +55,18 @@ def test_from_mapping_parses_strings_and_keeps_defaults() -> None:
         ({"top_fraction": 1.5}, "top_fraction"),
         ({"seed": True}, "seed"),
         ({"colour": "red"}, "unknown acquisition parameter"),
-        ({"heuristic": "balanced_entropy", "sampling": "power"}, "non-negative"),
-        ({"heuristic": "balanced_entropy", "class_balance": "pixbal"}, "negative scores"),
     ],
 )
 def test_from_mapping_rejects_bad_values_readably(params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         AcquisitionConfig.from_mapping(params)
+
+
+def test_balanced_entropy_combines_with_class_balance_and_power_sampling() -> None:
+    """Its bounded score is non-negative, so weights <= 1 and power sampling keep their meaning."""
+    config = AcquisitionConfig.from_mapping({"heuristic": "balanced_entropy", "class_balance": "classbal"})
+    assert config.class_balance == "classbal"
+    assert AcquisitionConfig.from_mapping({"heuristic": "balanced_entropy", "sampling": "power"}).sampling == "power"
 
 
 @pytest.mark.parametrize("heuristic", sorted(set(HEURISTICS) - {"random"}))

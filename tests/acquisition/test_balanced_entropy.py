@@ -12,7 +12,9 @@ from scipy import integrate, special, stats
 
 from ls_al_backend.acquisition.heuristics import (
     balanced_entropy,
+    balanced_entropy_acquisition,
     balanced_entropy_from_moments,
+    balanced_entropy_rank_score,
     beta_posterior_entropy,
 )
 from ls_al_backend.acquisition.mc import MCSummary
@@ -72,8 +74,14 @@ def moments(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray]:
 @given(mv=moments())
 def test_matches_reference_from_moments(mv: tuple[np.ndarray, np.ndarray]) -> None:
     mean, var = mv
-    ours = balanced_entropy_from_moments(torch.from_numpy(mean), torch.from_numpy(var)).double().numpy()
+    balent = balanced_entropy_from_moments(torch.from_numpy(mean), torch.from_numpy(var))
+    ours = balanced_entropy_acquisition(balent).double().numpy()
     np.testing.assert_allclose(ours, reference_balentacq(mean, var), rtol=2e-5, atol=1e-6)
+
+
+def reference_rank_score(acquisition: np.ndarray) -> np.ndarray:
+    """The heuristic's bounded score from the authors' value: 2 - 1/acq above 1, exp(acq) below 0."""
+    return np.where(acquisition > 0, 2.0 - 1.0 / acquisition, np.exp(acquisition))
 
 
 @settings(max_examples=25, deadline=None)
@@ -81,7 +89,23 @@ def test_matches_reference_from_moments(mv: tuple[np.ndarray, np.ndarray]) -> No
 def test_matches_reference_from_summary(probs: torch.Tensor) -> None:
     summary = MCSummary.from_samples(probs)
     expected = reference_balentacq(summary.mean.double().numpy(), summary.variance.double().numpy())
-    np.testing.assert_allclose(balanced_entropy(summary).double().numpy(), expected, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        balanced_entropy(summary).double().numpy(), reference_rank_score(expected), rtol=2e-5, atol=1e-5
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(mv=moments())
+def test_bounded_score_orders_pixels_as_the_authors_value(mv: tuple[np.ndarray, np.ndarray]) -> None:
+    """The registered score lies in [0, 2] and ranks every pair of pixels as BalEntAcq does."""
+    balent = balanced_entropy_from_moments(torch.from_numpy(mv[0]), torch.from_numpy(mv[1])).double().flatten()
+    authors = balanced_entropy_acquisition(balent)
+    ours = balanced_entropy_rank_score(balent)
+    assert ours.min() >= 0.0 and ours.max() <= 2.0
+    for i in range(len(balent)):
+        for j in range(len(balent)):
+            if authors[i] > authors[j] * (1 + 1e-9) + 1e-12:
+                assert ours[i] >= ours[j], (float(balent[i]), float(balent[j]))
 
 
 @settings(max_examples=40, deadline=None)
@@ -105,7 +129,7 @@ def test_reciprocal_rule_and_ordering() -> None:
     mean = torch.tensor([[0.5], [0.5]], dtype=torch.float64).reshape(2, 1, 1).repeat(1, 1, 2)
     # a + b = 2 (Beta(1, 1) marginals, v = 1/12) versus a + b ~ 2500 (v = 1e-4)
     var = torch.tensor([1 / 12, 1e-4], dtype=torch.float64).reshape(1, 1, 2).repeat(2, 1, 1)
-    scores = balanced_entropy_from_moments(mean, var)[0]
+    scores = balanced_entropy_acquisition(balanced_entropy_from_moments(mean, var))[0]
     reference = reference_balentacq(mean.numpy(), var.numpy())[0]
     np.testing.assert_allclose(scores.double().numpy(), reference, rtol=2e-5)
     assert scores[0] > 1.0  # BalEnt = (ln 2 - h(Beta(2, 1))) / (2 ln 2) > 0: reciprocal taken

@@ -62,3 +62,37 @@ def test_votes_count_argmax_with_first_index_on_ties(probs: torch.Tensor) -> Non
     probs[:, :, 0, 0] = 1.0 / probs.shape[1]  # an exact tie at one pixel: argmax picks class 0
     expected = torch.nn.functional.one_hot(probs.argmax(dim=1), probs.shape[1]).sum(dim=0).permute(2, 0, 1)
     assert torch.equal(MCSummary.from_samples(probs).votes, expected.to(torch.float32))
+
+
+def test_scores_of_a_coarse_grid_are_resized_not_its_moments() -> None:
+    """Samples that all agree carry no epistemic uncertainty, on a class boundary too: BALD stays 0 at the image
+    size. Resizing the moments first (what ``MC_RESOLUTION < 1`` once did) invents disagreement on the boundary."""
+    from ls_al_backend.acquisition.heuristics import bald
+
+    left, right = torch.tensor([0.95, 0.05]), torch.tensor([0.05, 0.95])
+    grid = torch.stack([left] * 2 + [right] * 2, dim=1)[:, None, :].expand(2, 4, 4)  # [C=2, 4, 4], boundary mid
+    summary = MCSummary.from_samples(grid.expand(5, 2, 4, 4).contiguous())
+    summary.image_size = (16, 16)
+    assert summary.image_shape == (16, 16)
+    resized_scores = summary.to_image_size(bald(summary))
+    assert resized_scores.shape == (16, 16) and float(resized_scores.abs().max()) < 1e-5
+
+    def resize(tensor: torch.Tensor) -> torch.Tensor:
+        batch = tensor[None] if tensor.ndim == 3 else tensor[None, None]
+        out = torch.nn.functional.interpolate(batch, size=(16, 16), mode="bilinear", align_corners=False)
+        return out[0] if tensor.ndim == 3 else out[0, 0]
+
+    moments_resized = MCSummary(
+        summary.count, resize(summary.sum_probs), resize(summary.sum_sq_probs), resize(summary.sum_entropy),
+        resize(summary.votes),
+    )  # fmt: skip
+    assert float(bald(moments_resized).max()) > 0.05, "the old way: a ridge of BALD along the class boundary"
+
+
+def test_image_predicted_is_the_full_resolution_deterministic_argmax() -> None:
+    probs = torch.softmax(torch.randn(3, 4, 2, 2), dim=1)
+    summary = MCSummary.from_samples(probs)
+    summary.image_size = (8, 8)
+    assert summary.image_predicted.shape == (8, 8), "without deterministic: the resized MC mean's argmax"
+    summary.deterministic = torch.softmax(torch.randn(4, 8, 8), dim=0)
+    assert torch.equal(summary.image_predicted, summary.deterministic.argmax(dim=0))

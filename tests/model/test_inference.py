@@ -29,8 +29,10 @@ def test_summary_is_at_the_image_size_even_when_not_divisible_by_32(net) -> None
 
 def test_large_images_are_downscaled_for_the_network_and_upscaled_back(net) -> None:
     summary = mc_dropout(net, random_rgb(100, 200), samples=2, max_side=64)
-    assert summary.mean.shape == (4, 100, 200)
     assert working_size(100, 200, 64) == (32, 64)
+    assert summary.spatial_shape == (32, 64) and summary.image_shape == (100, 200)
+    assert summary.deterministic.shape == (4, 100, 200), "class probabilities at the image size"
+    assert summary.to_image_size(summary.mean).shape == (4, 100, 200)
 
 
 def test_samples_differ_but_batchnorm_statistics_do_not_change(net) -> None:
@@ -59,8 +61,10 @@ def test_reduced_mc_resolution_gives_full_size_statistics_on_a_coarser_grid(net)
     image = random_rgb(64, 96)
     full = mc_dropout(net, image, samples=8)
     coarse = mc_dropout(net, image, samples=8, mc_scale=0.25)
-    assert coarse.mean.shape == full.mean.shape == (4, 64, 96)
+    assert full.mean.shape == (4, 64, 96) and full.image_size is None
+    assert coarse.spatial_shape == (16, 24) and coarse.image_shape == (64, 96), "sums on the coarse grid"
     assert coarse.count == 8 and torch.equal(coarse.deterministic, full.deterministic), "class masks stay exact"
-    assert torch.allclose(coarse.mean.sum(dim=0), torch.ones(64, 96), atol=1e-4)
-    assert torch.allclose(coarse.votes.sum(dim=0), torch.full((64, 96), 8.0), atol=1e-4)
+    assert torch.allclose(coarse.mean.sum(dim=0), torch.ones(16, 24), atol=1e-4)
+    assert torch.allclose(coarse.votes.sum(dim=0), torch.full((16, 24), 8.0), atol=1e-4)
+    assert coarse.to_image_size(coarse.variance.mean(dim=0)).shape == (64, 96)
     assert coarse.variance.max() > 0

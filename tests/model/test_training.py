@@ -14,7 +14,15 @@ from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.inference import to_tensor
 from ls_al_backend.model.losses import partial_cross_entropy
 from ls_al_backend.model.network import NetworkSpec, build_network
-from ls_al_backend.model.training import TrainConfig, TrainingSample, _AugmentedSet, _Item, augment, train
+from ls_al_backend.model.training import (
+    TrainConfig,
+    TrainingSample,
+    _AugmentedSet,
+    _Item,
+    _lr_factor,
+    augment,
+    train,
+)
 from tests.conftest import camvid_root
 
 SPEC = NetworkSpec("Unet", "timm-tf_efficientnet_lite0", num_classes=11, head_dropout=0.1)
@@ -106,7 +114,8 @@ def test_training_on_dense_labels_lowers_the_loss_and_returns_an_eval_mode_netwo
     assert metrics["val_loss"] == [None] * 6 and "no hold-out" in metrics["validation"]
     assert metrics["labelled_pixels"] == sum(int((s.target.labels != IGNORE).sum()) for s in samples)
     assert sum(metrics["label_counts"]) == metrics["labelled_pixels"] and len(metrics["label_counts"]) == 11
-    assert metrics["device"] == "cpu" and metrics["amp"] is False
+    assert metrics["device"] == "cpu" and metrics["precision"] in {"fp32", "bf16"}
+    assert metrics["steps"] == 6 * 2, "6 epochs of 4 samples in batches of 2"
 
 
 def test_training_on_a_few_labelled_pixels_fits_them(camvid) -> None:
@@ -134,7 +143,7 @@ def test_the_same_seed_gives_the_same_weights_and_another_seed_does_not(camvid) 
 def test_five_samples_hold_one_out_and_the_best_epoch_is_restored(camvid) -> None:
     samples = dense_samples(camvid, 5)
     reports: list[dict] = []
-    config = TrainConfig(epochs=3, batch_size=2, lr=1e-2, crop_size=64, patience=1, seed=0)
+    config = TrainConfig(epochs=3, batch_size=2, lr=1e-2, crop_size=64, patience=1, val_fraction=0.2, seed=0)
     result = train(build_network(SPEC, seed=0), samples, config, CPU, progress=reports.append)
     metrics = result.metrics
     assert metrics["train_samples"] == 4 and metrics["val_samples"] == 1
@@ -151,7 +160,9 @@ def test_five_samples_hold_one_out_and_the_best_epoch_is_restored(camvid) -> Non
 def test_multiclass_mode_runs_both_stages(camvid) -> None:
     samples = multiclass_samples(camvid, 5)
     assert any(s.target.candidates.sum(axis=1).max() >= 2 for s in samples), "the case needs multi-class regions"
-    config = TrainConfig(epochs=1, stage2_epochs=1, batch_size=2, crop_size=64, expand_radius=4, seed=0)
+    config = TrainConfig(
+        epochs=1, stage2_epochs=1, batch_size=2, crop_size=64, expand_radius=4, val_fraction=0.2, seed=0
+    )
     result = train(build_network(SPEC, seed=0), samples, config, CPU, mode=QueryMode.SUPERPIXEL_MULTICLASS)
     metrics = result.metrics
     assert metrics["stage1_epochs"] == 1 and metrics["stage2_epochs"] == 1 and metrics["epochs_run"] == 2
@@ -188,6 +199,41 @@ def test_labels_outside_the_network_classes_are_refused(camvid) -> None:
         train(build_network(SPEC, seed=0), [bad], FAST, CPU)
 
 
+def counted_batches(camvid, count: int, **options) -> list[int]:
+    """Batch sizes the network trained on for ``count`` dense samples and ``TrainConfig(**options)``."""
+    seen: list[int] = []
+    net = build_network(SPEC, seed=0)
+    original_forward = net.forward
+
+    def counting_forward(images):
+        if net.training:
+            seen.append(images.shape[0])
+        return original_forward(images)
+
+    net.forward = counting_forward
+    metrics = train(net, dense_samples(camvid, count), TrainConfig(crop_size=64, seed=0, **options), CPU).metrics
+    assert metrics["steps"] == len(seen)
+    return seen
+
+
+def test_every_label_trains_by_default_with_one_pass_per_epoch(camvid) -> None:
+    assert TrainConfig().val_fraction == 0.0
+    batches = counted_batches(camvid, 5, epochs=2, batch_size=2)
+    assert batches == [2, 2, 2] * 2, "all 5 samples, no hold-out; the last batch is filled from the next pass"
+
+
+def test_min_steps_makes_few_samples_train_further_passes(camvid) -> None:
+    assert counted_batches(camvid, 3, epochs=2, batch_size=2, min_steps=6) == [2] * 6, "3 steps per epoch, not 2"
+    assert counted_batches(camvid, 6, epochs=1, batch_size=2, min_steps=2) == [2] * 3, "more samples: one pass"
+
+
+def test_the_learning_rate_warms_up_then_anneals_to_zero() -> None:
+    factors = [_lr_factor(step, warmup=4, total=20) for step in range(20)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert all(later <= earlier for earlier, later in zip(factors[3:], factors[4:], strict=False))
+    assert _lr_factor(20, warmup=4, total=20) == pytest.approx(0.0)
+
+
 def test_steps_per_epoch_fixes_the_batches_of_every_epoch(camvid) -> None:
     def batch_sizes(count: int, steps: int) -> list[int]:
         seen: list[int] = []
@@ -219,6 +265,10 @@ def test_a_second_pass_gets_other_augmentations() -> None:
 def test_bad_configs_are_refused() -> None:
     with pytest.raises(ValueError, match="steps_per_epoch"):
         TrainConfig(steps_per_epoch=0)
+    with pytest.raises(ValueError, match="min_steps"):
+        TrainConfig(min_steps=-1)
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp8")
     with pytest.raises(ValueError, match="class_weighting"):
         TrainConfig(class_weighting="median")
     with pytest.raises(ValueError, match="scale"):
@@ -278,7 +328,7 @@ def test_with_momentum_zero_the_teacher_is_the_last_student(camvid) -> None:
 
 def test_early_stopping_evaluates_and_restores_the_teacher(camvid) -> None:
     samples = dense_samples(camvid, 5)
-    config = dataclasses.replace(MEAN_TEACHER, epochs=2, batch_size=2, lr=1e-2, patience=1)
+    config = dataclasses.replace(MEAN_TEACHER, epochs=2, batch_size=2, lr=1e-2, patience=1, val_fraction=0.2)
     result = train(build_network(SPEC, seed=0), samples, config, CPU, unlabelled=unlabelled_images(camvid))
     val_loss = result.metrics["val_loss"]
     assert result.metrics["val_samples"] == 1 and result.metrics["best_epoch"] == int(np.argmin(val_loss)) + 1
@@ -340,3 +390,21 @@ def test_augmented_crops_divide_by_the_output_stride() -> None:
         height, width = out.labels.shape
         assert height % 32 == 0 and width % 32 == 0 and height <= 128 and width <= 128
         assert out.image.shape[-2:] == out.labels.shape == out.region_ids.shape
+
+
+def test_every_crop_holds_a_labelled_pixel_of_sparse_labels() -> None:
+    """One labelled pixel in a corner of a 200x200 image: every 64x64 crop still contains it."""
+    labels = torch.full((200, 200), IGNORE, dtype=torch.int64)
+    labels[190, 5] = 3
+    item = _Item(torch.zeros(3, 200, 200), labels, None, None)
+    config = TrainConfig(crop_size=64, scale=(1.0, 1.0), hflip=False)
+    for seed in range(20):
+        out = augment(item, np.random.default_rng(seed), config, stride=32)
+        assert out.labels.shape == (64, 64) and int((out.labels == 3).sum()) == 1, seed
+
+
+def test_crops_of_dense_labels_still_cover_the_whole_image() -> None:
+    item = coded_item(40, 200)
+    config = TrainConfig(crop_size=32, scale=(1.0, 1.0), hflip=False)
+    lefts = {int(augment(item, np.random.default_rng(seed), config, stride=32).labels[0, 0]) for seed in range(60)}
+    assert min(lefts) < 20 and max(lefts) > 120, "crop origins spread over the image"
