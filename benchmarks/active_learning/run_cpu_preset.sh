@@ -6,6 +6,7 @@
 #   COMMIT=1 bash benchmarks/active_learning/run_cpu_preset.sh       # also commit each finished run on its own
 #   SEEDS="0 1" PARALLEL=1 CAMVID=/path/to/camvid bash benchmarks/active_learning/run_cpu_preset.sh
 #   SUMMARY_ONLY=1 bash benchmarks/active_learning/run_cpu_preset.sh # only regenerate the summary and plots
+#   CODE=/path/to/checkout bash ...  # run the package of another checkout (e.g. a frozen commit while you edit)
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
 # and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
@@ -19,6 +20,8 @@ OUT=benchmarks/active_learning/cpu
 PARALLEL="${PARALLEL:-2}"
 SEEDS="${SEEDS:-0 1 2}"
 COMMIT="${COMMIT:-0}"
+CODE="${CODE:-.}"
+export PYTHONPATH="$(cd "$CODE" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 
 # name | query mode | acquisition (JSON). Random baselines carry "random" in their names.
@@ -57,21 +60,25 @@ run_one() {  # "<name>|<mode>|<acquisition>|<seed>" or "reference|<seed>"
   dir="$OUT/$name/seed_$seed"
   if finished "$dir"; then echo "$name seed $seed: already finished"; return 0; fi
   mkdir -p "$dir"
-  echo "commit $(git rev-parse HEAD), $(git status --porcelain -- ls_al_backend | wc -l) uncommitted file(s) in ls_al_backend" \
+  echo "commit $(git -C "$CODE" rev-parse HEAD)," \
+    "$(git -C "$CODE" status --porcelain -- ls_al_backend | wc -l) uncommitted file(s) in ls_al_backend" \
     > "$dir/code_version.txt"
   local common=(simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$dir" --seed "$seed")
   local started=$SECONDS
   if [ "$name" = reference ]; then
-    OMP_NUM_THREADS=1 "$LS_AL" "${common[@]}" --reference-only > "$dir/run.log" 2>&1
+    common+=(--reference-only)
   else
-    OMP_NUM_THREADS=1 "$LS_AL" "${common[@]}" --name "$name" --mode "$mode" --acquisition "$acquisition" \
-      > "$dir/run.log" 2>&1
+    common+=(--name "$name" --mode "$mode" --acquisition "$acquisition")
+  fi
+  if ! OMP_NUM_THREADS=1 "$LS_AL" "${common[@]}" > "$dir/run.log" 2>&1 || ! finished "$dir"; then
+    echo "$name seed $seed FAILED after $((SECONDS - started)) s (see $dir/run.log)" >&2
+    return 0  # the other runs go on; this one resumes on the next call
   fi
   echo "$name seed $seed done in $((SECONDS - started)) s: $(tail -n 1 "$dir/run.log")"
   commit_run "Active-learning benchmark (CPU preset): $name, seed $seed" "$dir"
 }
 export -f finished commit_run run_one
-export CAMVID LS_AL OUT COMMIT
+export CAMVID LS_AL OUT COMMIT CODE
 
 if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
   for seed in $SEEDS; do
