@@ -87,7 +87,8 @@ if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
   done | xargs -d '\n' -P "$PARALLEL" -I{} bash -c 'run_one "$1"' _ {}
 fi
 
-# summary.json, summary.md and the learning curves (mean and one std over seeds) from every finished run
-"$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" --plot "$OUT"/*/seed_*/
+# summary.json, summary.md and the learning curves (mean and one std over seeds) from every finished run, written by
+# this checkout's package
+env -u PYTHONPATH "$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" --plot "$OUT"/*/seed_*/
 commit_run "Active-learning benchmark (CPU preset): summary and plots" \
   "$OUT"/summary.json "$OUT"/summary.md "$OUT"/learning_curves*.png
