@@ -103,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sim.add_argument("--reference", action="store_true", help="also train the fully supervised reference")
     sim.add_argument("--reference-only", action="store_true", help="train only the fully supervised reference")
-    sim.add_argument("--plot", nargs="+", type=Path, help="only plot these results.json/reference.json into --out")
+    sim.add_argument(
+        "--plot",
+        nargs="+",
+        type=Path,
+        help="only summarise these run folders or results.json/reference.json files into --out "
+        "(summary.json, summary.md, learning curves)",
+    )
     bench_parser = commands.add_parser(
         "bench", help="measure speed (MC dropout, /predict, pool scoring, training); write JSON + README.md to --out"
     )
@@ -111,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--out", required=True, type=Path, help="results folder, e.g. benchmarks/speed")
     bench_parser.add_argument("--images", type=int, help="images for /predict and pool scoring (default 50)")
     bench_parser.add_argument("--samples", help="MC-dropout sample counts T, comma-separated (default 1,5,10,20,50)")
-    bench_parser.add_argument("--only", help="comma-separated subset of mc,predict,scoring,training (default all)")
+    bench_parser.add_argument(
+        "--only", help="comma-separated subset of mc,predict,scoring,training,precision (default all)"
+    )
     bench_parser.add_argument("--mc-images", type=int, help="images for the MC-dropout cost (default 10)")
     bench_parser.add_argument("--train-images", type=int, help="images for training speed (default 16)")
     bench_parser.add_argument("--train-epochs", type=int, help="epochs for training speed (default 2)")
@@ -186,20 +194,12 @@ def train_offline(settings: Settings, export: Path, images: Path, label_config: 
 
 def simulate(args: argparse.Namespace) -> None:
     """Pool-based active learning on a labelled dataset, with the server's acquisition and training code."""
-    from ls_al_backend.simulation import (
-        config_from_preset,
-        fully_supervised_reference,
-        plot_learning_curves,
-        run_simulation,
-        summary_table,
-    )
+    from ls_al_backend.simulation import config_from_preset, fully_supervised_reference, run_simulation, write_summary
 
     try:
         if args.plot:
-            print(plot_learning_curves(args.plot, args.out / "learning_curves.png"))
-            print(plot_learning_curves(args.plot, args.out / "learning_curves_pixels.png", x_axis="pixels"))
-            (args.out / "summary.md").write_text(summary_table(args.plot))
-            print(args.out / "summary.md")
+            for path in write_summary(args.plot, args.out):
+                print(path)
             return
         config = config_from_preset(
             args.preset,

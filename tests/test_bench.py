@@ -31,7 +31,7 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
     assert report["command"] == "ls-al-backend " + " ".join(argv)
     assert report["quick"] and report["environment"]["OMP_NUM_THREADS"] == "1"
     results = report["results"]
-    assert list(results) == ["mc", "predict", "scoring", "training"]
+    assert list(results) == ["mc", "predict", "scoring", "training", "precision"]
     for name, result in results.items():
         assert "error" not in result and "skipped" not in result, name
         machine = result["machine"]
@@ -57,9 +57,17 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
     training = results["training"]
     assert training["images"] == 2 and training["epochs"] == 1 and training["images_per_s"] > 0
 
+    precision = results["precision"]
+    assert [row["variant"].split(" ")[0] for row in precision["rows"]] == ["fp32", "fp32", "auto", "bf16"]
+    assert precision["rows"][0]["train_speedup"] == precision["rows"][0]["inference_speedup"] == 1.0
+    assert all(row["train_images_per_s"] > 0 and row["inference_images_per_s"] > 0 for row in precision["rows"])
+    expected_auto = "bf16" if precision["native_bf16"] else "fp32"
+    assert precision["rows"][2]["precision"] == expected_auto, "auto falls back to fp32 without native bf16"
+
     readme = (out / "README.md").read_text()
     assert report["command"] in readme and path.name in readme
-    for heading in ("**MC dropout**", "**`/predict` latency**", "**Pool scoring**", "**Training**"):
+    headings = ("**MC dropout**", "**`/predict` latency**", "**Pool scoring**", "**Training**", "**Precision and")
+    for heading in headings:
         assert heading in readme
 
 

@@ -172,3 +172,77 @@ def measure_training(
         "seconds_per_epoch": [round(seconds, 3) for seconds in epoch_seconds],
         "images_per_s": round(per_epoch * len(epoch_seconds) / sum(epoch_seconds), 3),
     }
+
+
+#: ``measure_precision`` variants: name, memory layout channels-last, precision preference.
+PRECISION_VARIANTS = (
+    ("fp32", False, "fp32"),
+    ("fp32 + channels_last", True, "fp32"),
+    ("auto + channels_last (what the backend runs)", True, "auto"),
+    ("bf16 + channels_last (forced)", True, "bf16"),
+)
+
+
+def measure_precision(
+    settings: Settings, split: Path, batch_size: int = 8, size: tuple[int, int] = (192, 256), steps: int = 4
+) -> dict[str, Any]:
+    """Training and inference images/s of the bare network (one batch of real images, ``size`` = H, W) in fp32,
+    fp32 channels-last, the precision the backend picks (``PRECISION=auto``) and forced bfloat16, each with the
+    ratio to plain fp32. Timed over ``steps`` steps after one warm-up step (the fastest step counts)."""
+    from ls_al_backend.model.network import NetworkSpec, build_network, select_device
+    from ls_al_backend.model.precision import autocast, cpu_has_native_bf16, to_channels_last
+
+    device = select_device(settings.device)
+    seconds = _timer(device)
+    examples = load_split(split, resolution=max(size), limit=batch_size)
+    images = torch.stack([to_tensor(example.image) for example in examples])
+    images = F.interpolate(images, size=size, mode="bilinear", align_corners=False).to(device)
+    labels = torch.randint(0, 11, (len(examples), *size), device=device)
+    spec = NetworkSpec(settings.model_arch, settings.model_encoder, 11, settings.head_dropout, settings.encoder_weights)
+    rows = []
+    for name, channels_last, preference in PRECISION_VARIANTS:
+        precision = resolve_precision(device, preference)
+        net = build_network(spec, seed=0).to(device)
+        net = net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        batch = to_channels_last(images) if channels_last else images.contiguous()
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+
+        def train_step(net=net, batch=batch, optimizer=optimizer, precision=precision) -> None:
+            net.train()
+            with autocast(device, precision):
+                logits = net(batch)
+            loss = F.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        @torch.no_grad()
+        def infer_step(net=net, batch=batch, precision=precision) -> None:
+            net.eval()
+            with autocast(device, precision):
+                net(batch)
+
+        train_s = min(seconds(train_step) for _ in range(steps + 1))
+        infer_s = min(seconds(infer_step) for _ in range(steps + 1))
+        rows.append(
+            {
+                "variant": name,
+                "precision": precision.name,
+                "channels_last": channels_last,
+                "train_images_per_s": round(len(examples) / train_s, 2),
+                "inference_images_per_s": round(len(examples) / infer_s, 2),
+            }
+        )
+    base = rows[0]
+    for row in rows:
+        row["train_speedup"] = round(row["train_images_per_s"] / base["train_images_per_s"], 2)
+        row["inference_speedup"] = round(row["inference_images_per_s"] / base["inference_images_per_s"], 2)
+    return {
+        "what": "the bare network: one training step (forward, loss, backward, AdamW) and one inference forward",
+        "batch_size": len(examples),
+        "image_size": list(size),
+        "device": str(device),
+        "native_bf16": cpu_has_native_bf16(),
+        "auto_precision": resolve_precision(device, "auto").reason,
+        "rows": rows,
+    }

@@ -14,6 +14,7 @@ TITLES = {
     "predict": "`/predict` latency",
     "scoring": "Pool scoring",
     "training": "Training",
+    "precision": "Precision and memory layout",
 }
 
 
@@ -69,7 +70,7 @@ def render_run(report: dict[str, Any], file_name: str) -> str:
         + f". Settings: {settings}. The model is the untrained v0 (timings do not depend on the weights).\n",
     ]  # fmt: skip
     results = report["results"]
-    renderers = {"mc": _mc, "predict": _predict, "scoring": _scoring, "training": _training}
+    renderers = {"mc": _mc, "predict": _predict, "scoring": _scoring, "training": _training, "precision": _precision}
     for name, result in results.items():
         title = TITLES.get(name, name)
         if "error" in result:
@@ -144,6 +145,27 @@ def _training(result: dict[str, Any]) -> str:
     )
     header = ["images", "image size", "crop", "batch", "epochs", "images per epoch", "seconds per epoch", "images/s"]
     return intro + "\n" + _table(header, [row])
+
+
+def _precision(result: dict[str, Any]) -> str:
+    height, width = result["image_size"]
+    intro = (
+        f"**Precision and memory layout**: the bare network, batch {result['batch_size']} at {width}x{height}, on "
+        f"`{result['device']}`; native bf16: {'yes' if result['native_bf16'] else 'no'}. `PRECISION=auto` picks: "
+        f"{result['auto_precision']}.\n"
+    )
+    header = ["variant", "train images/s", "x fp32", "inference images/s", "x fp32"]
+    rows = [
+        [
+            row["variant"],
+            f"{row['train_images_per_s']:.1f}",
+            f"{row['train_speedup']:.2f}",
+            f"{row['inference_images_per_s']:.1f}",
+            f"{row['inference_speedup']:.2f}",
+        ]
+        for row in result["rows"]
+    ]
+    return intro + "\n" + _table(header, rows)
 
 
 def _resources(results: dict[str, Any]) -> str:

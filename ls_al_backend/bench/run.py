@@ -28,7 +28,7 @@ from PIL import Image
 from ls_al_backend.bench.report import write_report
 from ls_al_backend.config import Settings
 
-MEASUREMENTS = ("mc", "predict", "scoring", "training")
+MEASUREMENTS = ("mc", "predict", "scoring", "training", "precision")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Label configs (files in ``--label-configs``): MC dropout and training use the dense one (CamVid masks are dense
@@ -65,6 +65,8 @@ QUICK_OPTIONS: dict[str, Any] = {
     "train_epochs": 1,
     "train_steps_per_epoch": 1,
     "image_side": 64,
+    "precision_size": (64, 64),
+    "precision_steps": 1,
 }
 QUICK_SETTINGS: dict[str, Any] = {"mc_samples": 2, "train_crop_size": 32, "train_batch_size": 2, "score_chunk_size": 1}
 
@@ -85,6 +87,9 @@ class BenchOptions:
     image_side: int | None = None
     """Shrink the images to this longest side (quick runs); None measures them at their own size."""
     workers: tuple[int, ...] = (1, 2)
+    precision_size: tuple[int, int] = (192, 256)
+    """Image size (H, W) of the precision comparison: the issue's 256x192 batches of 8."""
+    precision_steps: int = 4
     redis_url: str = DEFAULT_REDIS_URL
     label_configs: Path = Path("label_configs")
     quick: bool = False
@@ -252,6 +257,11 @@ def run_benchmarks(
                     "steps_per_epoch": options.train_steps_per_epoch,
                     "image_side": options.image_side,
                 },
+                False,
+            ),
+            "precision": (
+                model_speed.measure_precision,
+                {"split": options.data, "size": options.precision_size, "steps": options.precision_steps},
                 False,
             ),
         }

@@ -1,0 +1,457 @@
+"""The active-learning loop: score the pool, select under a budget, reveal to the annotator, train, evaluate.
+
+The loop runs exactly the server's code path: :func:`~ls_al_backend.model.inference.mc_dropout` and
+:func:`~ls_al_backend.acquisition.api.score_image` score every unlabelled unit of the pool, a greedy selection picks
+across the whole pool under a budget (clicks by default, or labelled pixels with ``budget_unit="pixels"``), and
+:func:`~ls_al_backend.model.training.train` trains on :class:`~ls_al_backend.labeling.annotations.LabelTarget` s.
+
+Round 0, and every round of a ``random`` heuristic, visits units in a uniform random order; every other round
+scores with the current model and visits by decreasing score / estimated cost. Each unit is charged what the
+simulated annotator really spends on it (:mod:`ls_al_backend.simulation.annotator`). Results (``results.json``,
+``rounds.csv``) and the state needed to resume (labelled units and the last model, under ``state/``) are written
+after every round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ls_al_backend.acquisition.api import AcquisitionConfig, score_image
+from ls_al_backend.acquisition.balance import class_prior, dominant_class_share
+from ls_al_backend.acquisition.reductions import PIXEL_SELECTORS, region_class_counts
+from ls_al_backend.acquisition.sampling import stochastic_sample
+from ls_al_backend.acquisition.selection import budgeted_greedy
+from ls_al_backend.acquisition.superpixels import SuperpixelCache
+from ls_al_backend.model.inference import mc_dropout
+from ls_al_backend.model.network import SegmentationNet, build_network, select_device
+from ls_al_backend.model.precision import resolve_precision
+from ls_al_backend.model.training import TrainingSample, train
+from ls_al_backend.simulation.annotator import ImageLabels, build_target, multiclass_candidate_matrix, trace_polygons
+from ls_al_backend.simulation.config import RESUMABLE_FIELDS, SimulationConfig, derive_seed
+from ls_al_backend.simulation.data import load_split
+from ls_al_backend.simulation.metrics import evaluate, iou_per_class, mean_iou
+from ls_al_backend.simulation.output import (
+    json_value,
+    log_line,
+    progress_bar,
+    rows_to_csv,
+    training_progress,
+    write_atomic,
+)
+
+
+@dataclass
+class _Units:
+    """Candidate units of one round: image index, unit (region id / flat pixel / 0), score, the cost the ranking
+    divides by (the engine's estimate: predicted classes for multi-class regions, else the clicks), the annotator's
+    clicks (from the ground truth) and what the budget is charged (the clicks, or the unit's pixels)."""
+
+    images: list[int] = field(default_factory=list)
+    units: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    estimated_costs: list[float] = field(default_factory=list)
+    clicks: list[float] = field(default_factory=list)
+    charges: list[float] = field(default_factory=list)
+
+    def extend(
+        self,
+        image: int,
+        units: Iterable[int],
+        scores: Iterable[float],
+        estimated_costs: Iterable[float],
+        clicks: Iterable[float],
+        charges: Iterable[float],
+    ) -> None:
+        units = list(units)
+        self.images += [image] * len(units)
+        self.units += units
+        self.scores += list(scores)
+        self.estimated_costs += list(estimated_costs)
+        self.clicks += list(clicks)
+        self.charges += list(charges)
+
+
+class Simulation:
+    """A resumable run of :class:`SimulationConfig`; :meth:`run` returns the rows of every finished round."""
+
+    def __init__(self, config: SimulationConfig, log: Callable[[str], None] | None = log_line):
+        self.config = config
+        self.log = log or (lambda _line: None)
+        self.out = Path(config.out_dir)
+        self.device = select_device(config.device)
+        self.pool = load_split(config.pool_dir, config.resolution, config.ignore_index, config.pool_limit)
+        self.eval = load_split(config.eval_dir, config.resolution, config.ignore_index, config.eval_limit)
+        self.cache = SuperpixelCache(max_items=len(self.pool) + 16)
+        self.revealed = [ImageLabels() for _ in self.pool]
+        self.total_pixels = sum(example.gt.size for example in self.pool)
+        self.precision = resolve_precision(self.device, config.precision)
+        self._polygon_clicks: dict[int, int] = {}
+        self._region_answers: dict[int, np.ndarray] = {}
+
+    # --- superpixels and costs ---
+
+    def superpixels(self, index: int) -> np.ndarray:
+        """The image's superpixels under the acquisition's settings (SLIC when its method is ``none``), cached."""
+        acquisition = self.config.acquisition_config(0)
+        method = "slic" if acquisition.superpixel_method == "none" else acquisition.superpixel_method
+        return self.cache.get(self.pool[index].image, method, acquisition.superpixel_size, acquisition.superpixel_count)
+
+    # --- state ---
+
+    def _state_path(self, round_index: int) -> Path:
+        return self.out / "state" / f"round_{round_index:03d}.json"
+
+    def _model_path(self, round_index: int) -> Path:
+        return self.out / "state" / f"model_{round_index:03d}.pt"
+
+    def _results(self) -> dict[str, Any]:
+        path = self.out / "results.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def _check_config(self) -> None:
+        path = self.out / "config.json"
+        mine = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_FIELDS}
+        if path.is_file():
+            # a field added after the run was started reads as its default
+            defaults = {
+                spec.name: spec.default
+                for spec in dataclasses.fields(SimulationConfig)
+                if spec.default is not dataclasses.MISSING
+            }
+            saved = {**defaults, **json.loads(path.read_text())}
+            saved = {k: v for k, v in saved.items() if k not in RESUMABLE_FIELDS}
+            if saved != mine:
+                changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
+                raise ValueError(
+                    f"{self.out} holds a run with other settings ({', '.join(changed)}); use a new out dir"
+                )
+        write_atomic(path, json.dumps(self.config.to_dict(), indent=2).encode())
+
+    def _save_round(self, round_index: int, net: SegmentationNet, rows: list[dict[str, Any]]) -> None:
+        state = [dataclasses.asdict(labels) for labels in self.revealed]
+        write_atomic(self._state_path(round_index), json.dumps({"round": round_index, "images": state}).encode())
+        buffer = io.BytesIO()
+        torch.save(net.state_dict(), buffer)
+        write_atomic(self._model_path(round_index), buffer.getvalue())
+        payload = {"kind": "active_learning", "strategy": self.config.strategy, "seed": self.config.seed}
+        payload |= {"config": self.config.to_dict(), "rows": rows}
+        write_atomic(self.out / "results.json", json.dumps(json_value(payload), indent=2).encode())
+        write_atomic(self.out / "rounds.csv", rows_to_csv(rows, self.config.class_names).encode())
+        if not self.config.keep_all_checkpoints:  # resuming needs only the last round's model
+            for older in range(round_index):
+                self._model_path(older).unlink(missing_ok=True)
+
+    def _restore(self) -> tuple[list[dict[str, Any]], SegmentationNet | None]:
+        rows = self._results().get("rows", [])
+        while rows:
+            last = rows[-1]["round"]
+            if self._state_path(last).is_file() and self._model_path(last).is_file():
+                break
+            rows = rows[:-1]
+        if not rows:
+            return [], None
+        last = rows[-1]["round"]
+        state = json.loads(self._state_path(last).read_text())["images"]
+        self.revealed = [
+            ImageLabels(item["dense"], list(item["regions"]), [tuple(p) for p in item["pixels"]]) for item in state
+        ]
+        net = build_network(self.config.network_spec(), seed=self.config.seed)
+        net.load_state_dict(torch.load(self._model_path(last), map_location="cpu", weights_only=True))
+        net.to(self.device).eval()
+        self.log(f"resuming {self.out} after round {last}")
+        return rows, net
+
+    # --- scoring and selection ---
+
+    def _mc_summary(self, net: SegmentationNet, index: int, round_index: int):
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(derive_seed(self.config.seed, "mc", round_index, index) % (2**63))
+            return mc_dropout(
+                net,
+                self.pool[index].image,
+                self.config.mc_samples,
+                max_side=self.config.resolution,
+                mc_scale=self.config.mc_resolution,
+                precision=self.precision,
+            )
+
+    def _pool_statistics(
+        self, net: SegmentationNet, round_index: int, acquisition: AcquisitionConfig
+    ) -> dict[str, torch.Tensor]:
+        """Pool-level class-balance statistics (a first MC pass over the pool, reproduced exactly by the second)."""
+        if acquisition.class_balance == "pixbal":
+            means = (self._mc_summary(net, i, round_index).mean for i in range(len(self.pool)))
+            return {"class_prior": class_prior(means)}
+        if acquisition.class_balance == "classbal":  # without superpixels every pixel is its own region
+            dominant = []
+            for index in range(len(self.pool)):
+                summary = self._mc_summary(net, index, round_index)
+                predicted = summary.image_predicted
+                if acquisition.superpixel_method == "none":
+                    dominant.append(predicted.reshape(-1).cpu())
+                    continue
+                regions = torch.from_numpy(self.superpixels(index)).to(predicted.device)
+                counts = region_class_counts(predicted, regions, summary.num_classes)
+                dominant.append(counts.argmax(dim=1).cpu())
+            return {"dominant_share": dominant_class_share(torch.cat(dominant), self.config.num_classes)}
+        return {}
+
+    def _candidates(self, net: SegmentationNet, round_index: int, budget: float, random_order: bool) -> _Units:
+        """Every unlabelled unit with its score and costs. With ``random_order`` (round 0 and the random baselines)
+        the model is not consulted: the selection visits units in a uniform random order."""
+        config, mode = self.config, self.config.query_mode
+        acquisition = config.acquisition_config(round_index)
+        statistics = {} if random_order else self._pool_statistics(net, round_index, acquisition)
+        found = _Units()
+        for index, example in enumerate(self.pool):
+            progress_bar("sampling" if random_order else "scoring", index + 1, len(self.pool))
+            if mode == "image" and self.revealed[index].dense:
+                continue
+            scores = None
+            if not random_order:
+                summary = self._mc_summary(net, index, round_index)
+                scores = score_image(summary, example.image, acquisition, cache=self.cache, **statistics)
+            if mode == "image":
+                clicks = float(self.image_clicks(index))
+                units, unit_scores, estimated, unit_clicks = (
+                    [0],
+                    [0.0 if scores is None else scores.image_score],
+                    [clicks],
+                    [clicks],
+                )
+            elif mode == "pixels":
+                units, unit_scores = self._pixel_candidates(index, scores, acquisition, budget)
+                estimated = unit_clicks = [1.0] * len(units)
+            else:
+                units, unit_scores, estimated, unit_clicks = self._region_candidates(index, scores)
+            charges = unit_clicks if config.budget_unit == "clicks" else self._pixel_counts(index, units)
+            found.extend(index, units, unit_scores, estimated, unit_clicks, charges)
+        return found
+
+    def image_clicks(self, index: int) -> int:
+        """Clicks to outline every region of pool image ``index`` as polygons (:func:`trace_polygons`), cached."""
+        if index not in self._polygon_clicks:
+            self._polygon_clicks[index] = trace_polygons(self.pool[index].gt, self.config.num_classes)[1]
+        return self._polygon_clicks[index]
+
+    def region_answers(self, index: int) -> np.ndarray:
+        """``[R, C]`` the classes the annotator ticks in each superpixel of pool image ``index`` (multi-class)."""
+        if index not in self._region_answers:
+            self._region_answers[index] = multiclass_candidate_matrix(
+                self.pool[index].gt, self.superpixels(index), self.config.num_classes, self.config.boundary_erosion
+            )
+        return self._region_answers[index]
+
+    def full_annotation_clicks(self) -> float:
+        """Clicks that labelling the whole pool costs under this mode's cost model: every image traced, every
+        superpixel answered (one click, or one per class ticked) or every pixel clicked."""
+        mode = self.config.query_mode
+        if mode == "image":
+            return float(sum(self.image_clicks(i) for i in range(len(self.pool))))
+        if mode == "pixels":
+            return float(self.total_pixels)
+        if mode == "superpixel_dominant":
+            return float(sum(int(self.superpixels(i).max()) + 1 for i in range(len(self.pool))))
+        return float(sum(np.maximum(self.region_answers(i).sum(axis=1), 1).sum() for i in range(len(self.pool))))
+
+    def _pixel_counts(self, index: int, units: list[int]) -> list[float]:
+        """Pixels each unit of pool image ``index`` labels: the image, a superpixel or 1."""
+        if self.config.query_mode == "image":
+            return [float(self.pool[index].gt.size)] * len(units)
+        if self.config.query_mode == "pixels":
+            return [1.0] * len(units)
+        sizes = np.bincount(self.superpixels(index).ravel())
+        return [float(sizes[unit]) for unit in units]
+
+    def _region_candidates(self, index: int, scores: Any) -> tuple[list[int], list[float], list[float], list[float]]:
+        """Unlabelled regions of image ``index``: scores (0 without a model), the engine's cost estimate (the
+        annotator's clicks without a model) and the annotator's clicks (1, or one per class ticked)."""
+        count = int(self.superpixels(index).max() + 1)
+        if self.config.query_mode == "superpixel_multiclass":
+            clicks = torch.from_numpy(np.maximum(self.region_answers(index).sum(axis=1), 1).astype(np.float32))
+        else:
+            clicks = torch.ones(count)
+        estimated = clicks if scores is None else scores.region_costs.detach().cpu().float()
+        unit_scores = torch.zeros(count) if scores is None else scores.region_scores.detach().cpu()
+        labelled = set(self.revealed[index].regions)
+        keep = [region for region in range(count) if region not in labelled]
+        return keep, unit_scores[keep].tolist(), estimated[keep].tolist(), clicks[keep].tolist()
+
+    def _pixel_candidates(
+        self, index: int, scores: Any, acquisition: AcquisitionConfig, budget: float
+    ) -> tuple[list[int], list[float]]:
+        """Flat pixel indices of image ``index`` and their scores: without a model every unlabelled pixel (scored
+        0, the selection's random order decides), else the engine's pixel selector over the class-balanced score
+        map, at most ``budget`` per image."""
+        height, width = self.pool[index].gt.shape
+        if scores is None:  # a uniform sample of the unlabelled pixels; the selection's random order decides
+            taken = np.array([row * width + col for row, col in self.revealed[index].pixels], dtype=np.int64)
+            free = np.setdiff1d(np.arange(height * width), taken)
+            rng = np.random.default_rng(derive_seed(self.config.seed, "random_pixels", index, acquisition.seed))
+            units = rng.choice(free, size=min(int(budget), free.size), replace=False).tolist()
+            return units, [0.0] * len(units)
+        score_map = scores.score_map if scores.weight_map is None else scores.score_map * scores.weight_map
+        score_map = score_map.detach().cpu().to(torch.float64).clone()
+        for row, col in self.revealed[index].pixels:
+            score_map[row, col] = -math.inf
+        selector, fraction = PIXEL_SELECTORS[acquisition.pixel_selection], acquisition.top_fraction
+        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "pixels", index, acquisition.seed))
+        coords, values = selector(score_map, int(budget), fraction, generator=generator)
+        keep = torch.isfinite(values)
+        flat = (coords[keep, 0] * width + coords[keep, 1]).tolist()
+        return flat, values[keep].tolist()
+
+    def _select(self, units: _Units, budget: float, round_index: int, random_order: bool) -> list[int]:
+        """Greedy under the budget, charging each unit what the annotator really spends on it. The visiting
+        order is uniform at random (``random_order``), the acquisition's stochastic sampling, or decreasing
+        ``score / estimated cost`` (Cai et al.'s greedy knapsack)."""
+        if not units.units:
+            return []
+        acquisition = self.config.acquisition_config(round_index)
+        generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "select", round_index) % (2**63))
+        scores = torch.tensor(units.scores, dtype=torch.float64)
+        estimated = torch.tensor(units.estimated_costs, dtype=torch.float64)
+        if random_order:
+            order = torch.randperm(len(units.units), generator=generator)
+        elif acquisition.sampling != "top":
+            order = stochastic_sample(
+                scores / estimated, len(units.units), acquisition.sampling, acquisition.temperature, generator
+            )
+        else:
+            order = torch.argsort(scores / estimated, descending=True, stable=True)
+        chosen = budgeted_greedy(
+            scores,
+            torch.tensor(units.charges, dtype=torch.float64),
+            budget,
+            groups=torch.tensor(units.images) if self.config.max_units_per_image else None,
+            max_per_group=self.config.max_units_per_image,
+            order=order,
+        )
+        return chosen.tolist()
+
+    def _reveal(self, units: _Units, chosen: list[int]) -> float:
+        """Reveal the chosen units to the annotator; returns the clicks spent."""
+        clicks = 0.0
+        for position in chosen:
+            index, unit = units.images[position], units.units[position]
+            revealed = self.revealed[index]
+            if self.config.query_mode == "image":
+                revealed.dense = True
+            elif self.config.query_mode == "pixels":
+                width = self.pool[index].gt.shape[1]
+                revealed.pixels.append((unit // width, unit % width))
+            else:
+                revealed.regions.append(unit)
+            clicks += units.clicks[position]
+        return clicks
+
+    # --- training ---
+
+    def targets(self) -> tuple[list[TrainingSample], int, int]:
+        """Training samples from everything revealed, the labelled pixels and the annotator's clicks."""
+        samples, pixels, annotator = [], 0, 0
+        for index, example in enumerate(self.pool):
+            revealed = self.revealed[index]
+            if not (revealed.dense or revealed.regions or revealed.pixels):
+                continue
+            regions = self.superpixels(index) if revealed.regions else None
+            target, clicks = build_target(
+                example,
+                revealed,
+                regions,
+                self.config.query_mode,
+                self.config.num_classes,
+                self.config.boundary_erosion,
+            )
+            annotator += clicks
+            if target.labelled_pixels > 0:
+                pixels += target.labelled_pixels
+                samples.append(TrainingSample(index, example.image, target))
+        return samples, pixels, annotator
+
+    def _train(self, net: SegmentationNet, round_index: int, samples: list[TrainingSample]):
+        config = self.config
+        if not config.warm_start:
+            net = build_network(config.network_spec(), seed=config.seed)
+        unlabelled = [example.image for example in self.pool] if config.semi_supervised != "none" else None
+        return train(
+            net,
+            samples,
+            config.train_config(round_index),
+            self.device,
+            training_progress,
+            mode=config.train_mode,
+            unlabelled=unlabelled,
+        )
+
+    # --- run ---
+
+    def run(self) -> list[dict[str, Any]]:
+        """Run (or resume) up to ``config.rounds`` rounds; returns every finished round's row."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "state").mkdir(exist_ok=True)
+        self._check_config()
+        rows, net = self._restore()
+        clicks_total = rows[-1]["clicks_cumulative"] if rows else 0.0
+        for round_index in range(len(rows), self.config.rounds):
+            started = time.monotonic()
+            budget = self.config.initial_budget if round_index == 0 else self.config.budget
+            if net is None:  # round 0 trains the seeded ImageNet network
+                net = build_network(self.config.network_spec(), seed=self.config.seed).to(self.device)
+            random_order = round_index == 0 or self.config.acquisition_config(round_index).heuristic == "random"
+            units = self._candidates(net, round_index, budget, random_order)
+            chosen = self._select(units, budget, round_index, random_order)
+            if not chosen:
+                self.log(f"round {round_index}: nothing left to label within the budget; stopping")
+                break
+            clicks = self._reveal(units, chosen)
+            clicks_total += clicks
+            samples, pixels, annotator = self.targets()
+            result = self._train(net, round_index, samples)
+            net = result.net
+            confusion = evaluate(net, self.eval, self.config.num_classes, self.device)
+            ious = iou_per_class(confusion)
+            row = {
+                "round": round_index,
+                "strategy": self.config.strategy,
+                "seed": self.config.seed,
+                "units_selected": len(chosen),
+                "clicks_round": clicks,
+                "clicks_cumulative": clicks_total,
+                "annotator_clicks_cumulative": annotator,
+                "labelled_pixels": pixels,
+                "labelled_pixel_share": pixels / self.total_pixels,
+                "labelled_images": len(samples),
+                "miou": mean_iou(confusion),
+                "per_class_iou": {name: float(iou) for name, iou in zip(self.config.class_names, ious, strict=True)},
+                "click_share_of_full": clicks_total / self.full_annotation_clicks(),
+                "epochs_run": result.metrics["epochs_run"],
+                "train_steps": result.metrics["steps"],
+                "train_seconds": result.metrics["seconds"],
+                "precision": result.metrics["precision"],
+                "seconds": round(time.monotonic() - started, 3),
+            }
+            rows.append(json_value(row))  # NaN -> None, as a resumed run reads it back
+            self._save_round(round_index, net, rows)
+            self.log(
+                f"[{self.config.strategy} seed {self.config.seed}] round {round_index + 1}/{self.config.rounds}: "
+                f"{len(chosen)} units, {clicks_total:g} clicks, {100 * row['labelled_pixel_share']:.3f}% pixels, "
+                f"mIoU {100 * row['miou']:.2f} ({row['seconds']:.1f} s)"
+            )
+        return rows
+
+
+def run_simulation(config: SimulationConfig, log: Callable[[str], None] | None = log_line) -> list[dict[str, Any]]:
+    """Run or resume one simulation; results land in ``config.out_dir`` (``results.json``, ``rounds.csv``)."""
+    return Simulation(config, log).run()

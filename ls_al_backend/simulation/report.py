@@ -1,0 +1,278 @@
+"""Reading results back: ``summary.json``, summary tables and learning curves over strategies and seeds.
+
+Every figure over seeds is a mean with the sample standard deviation (``ddof=1``; None with a single seed). Only
+finished runs count (every configured round present); unfinished ones are listed as in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: The label-savings goal (issue 11): at no more than this share of the full-annotation clicks...
+GOAL_CLICK_SHARE = 0.05
+#: ... the best acquisition strategy reaches this share of the reference's mIoU ...
+GOAL_REFERENCE_SHARE = 0.90
+#: ... and beats every random baseline by at least this many mIoU points, and by more than twice the pooled std.
+GOAL_MARGIN = 0.03
+
+
+def result_files(paths: Iterable[str | Path]) -> list[Path]:
+    """``results.json`` / ``reference.json`` files from files or run folders (a folder gives the ones it holds)."""
+    found = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += [path / name for name in ("results.json", "reference.json") if (path / name).is_file()]
+        elif path.is_file():
+            found.append(path)
+    return found
+
+
+@dataclass
+class ResultSet:
+    """Result files read back: every finished run's rows per strategy, the references, the strategies whose
+    heuristic is ``random`` (the baselines) and the runs still in progress (``strategy seed N``)."""
+
+    strategies: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
+    references: list[dict[str, Any]] = field(default_factory=list)
+    randoms: set[str] = field(default_factory=set)
+    in_progress: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, paths: Iterable[str | Path]) -> ResultSet:
+        found = cls()
+        for file in result_files(paths):
+            payload = json.loads(file.read_text())
+            if payload.get("kind") == "reference":
+                if payload.get("miou") is not None:
+                    found.references.append(payload)
+                continue
+            rows = payload.get("rows") or []
+            if len(rows) < payload.get("config", {}).get("rounds", len(rows)) or not rows:
+                found.in_progress.append(f"{payload.get('strategy')} seed {payload.get('seed')}")
+                continue
+            found.strategies.setdefault(payload["strategy"], []).append(rows)
+            if str(payload.get("config", {}).get("acquisition", {}).get("heuristic", "")).lower() == "random":
+                found.randoms.add(payload["strategy"])
+        return found
+
+    @property
+    def reference_miou(self) -> float | None:
+        return float(np.mean([ref["miou"] for ref in self.references])) if self.references else None
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float, float | None]:
+    """Mean and sample std (None for one value) of the values that are not None."""
+    array = np.array([value for value in values if value is not None], dtype=float)
+    if array.size == 0:
+        return float("nan"), None
+    return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)
+
+
+def _per_round(runs: list[list[dict[str, Any]]], key: str) -> list[list[float | None]]:
+    length = min(len(rows) for rows in runs)
+    return [[rows[i].get(key) for rows in runs] for i in range(length)]
+
+
+def _rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)
+
+
+def summarise(paths: Iterable[str | Path]) -> dict[str, Any]:
+    """The ``summary.json`` payload of result files or run folders (mIoU as fractions, not percent)."""
+    results = ResultSet.read(paths)
+    summary: dict[str, Any] = {"reference": None, "strategies": {}, "in_progress": sorted(results.in_progress)}
+    if results.references:
+        full, full_std = mean_std(ref["miou"] for ref in results.references)
+        half, half_std = mean_std(ref.get("miou_at_half_steps") for ref in results.references)
+        summary["reference"] = {
+            "miou_mean": _rounded(full),
+            "miou_std": _rounded(full_std),
+            "seeds": len(results.references),
+            "miou_at_half_steps": _rounded(half),
+            "miou_at_half_steps_std": _rounded(half_std),
+            "train_steps": results.references[0].get("train_steps"),
+        }
+    for strategy in sorted(results.strategies):
+        runs = results.strategies[strategy]
+        per_round = [mean_std(values) for values in _per_round(runs, "miou")]
+        last = [rows[len(per_round) - 1] for rows in runs]
+        summary["strategies"][strategy] = {
+            "seeds": len(runs),
+            "random_baseline": strategy in results.randoms,
+            "final_miou_mean": _rounded(per_round[-1][0]),
+            "final_miou_std": _rounded(per_round[-1][1]),
+            "final_clicks": _rounded(mean_std(row["clicks_cumulative"] for row in last)[0], 1),
+            "click_share_of_full": _rounded(mean_std(row.get("click_share_of_full") for row in last)[0], 5),
+            "pixel_share": _rounded(mean_std(row["labelled_pixel_share"] for row in last)[0], 6),
+            "miou_mean_per_round": [_rounded(mean) for mean, _ in per_round],
+            "miou_std_per_round": [_rounded(std) for _, std in per_round],
+            "clicks_per_round": [_rounded(mean_std(v)[0], 1) for v in _per_round(runs, "clicks_cumulative")],
+            "train_steps_per_round": [_rounded(mean_std(v)[0], 1) for v in _per_round(runs, "train_steps")],
+            "train_seconds_total": _rounded(sum(sum(r.get("train_seconds") or 0 for r in rows) for rows in runs), 1),
+        }
+    summary["goal"] = goal_check(summary)
+    return summary
+
+
+def goal_check(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """Whether the best non-random strategy meets the goal (see the ``GOAL_*`` constants), with its numbers."""
+    strategies, reference = summary["strategies"], summary["reference"]
+    candidates = {
+        name: entry
+        for name, entry in strategies.items()
+        if not entry["random_baseline"] and (entry["click_share_of_full"] or 1.0) <= GOAL_CLICK_SHARE
+    }
+    baselines = {name: entry for name, entry in strategies.items() if entry["random_baseline"]}
+    if not candidates or reference is None or reference["miou_mean"] is None:
+        return None
+    best_name = max(candidates, key=lambda name: candidates[name]["final_miou_mean"])
+    best = candidates[best_name]
+    gaps = {}
+    for name, baseline in baselines.items():
+        pooled = math.sqrt(((best["final_miou_std"] or 0.0) ** 2 + (baseline["final_miou_std"] or 0.0) ** 2) / 2)
+        gap = best["final_miou_mean"] - baseline["final_miou_mean"]
+        gaps[name] = {
+            "gap": _rounded(gap),
+            "pooled_std": _rounded(pooled),
+            "met": gap >= GOAL_MARGIN and gap > 2 * pooled and min(best["seeds"], baseline["seeds"]) >= 2,
+        }
+    share = best["final_miou_mean"] / reference["miou_mean"]
+    return {
+        "best_strategy": best_name,
+        "share_of_reference": _rounded(share),
+        "gaps_to_random": gaps,
+        "met": share >= GOAL_REFERENCE_SHARE and bool(gaps) and all(gap["met"] for gap in gaps.values()),
+    }
+
+
+def _percent(mean: float | None, std: float | None) -> str:
+    if mean is None or not math.isfinite(mean):
+        return "-"
+    return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+
+
+def summary_table(paths: Iterable[str | Path]) -> str:
+    """Markdown of :func:`summarise`: per strategy the mIoU (mean ± std over seeds) after every round with its
+    cumulative clicks, the final click share of full annotation and labelled-pixel share, and the share of the
+    fully supervised reference; then the reference and the goal check."""
+    summary = summarise(paths)
+    reference = summary["reference"]
+    lines = [
+        "| strategy | seeds | mIoU % per round (mean ± std; clicks) | clicks / full | labelled pixels | "
+        "last / fully supervised |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, entry in summary["strategies"].items():
+        cells = [
+            f"{_percent(mean, std)} ({clicks:g})"
+            for mean, std, clicks in zip(
+                entry["miou_mean_per_round"], entry["miou_std_per_round"], entry["clicks_per_round"], strict=True
+            )
+        ]
+        ratio = "-"
+        if reference and reference["miou_mean"] and entry["final_miou_mean"] is not None:
+            ratio = f"{100 * entry['final_miou_mean'] / reference['miou_mean']:.0f}%"
+        share = entry["click_share_of_full"]
+        lines.append(
+            f"| {name} | {entry['seeds']} | {' → '.join(cells)} | {'-' if share is None else f'{100 * share:.2f}%'} "
+            f"| {100 * entry['pixel_share']:.3g}% | {ratio} |"
+        )
+    if reference:
+        lines.append(
+            f"| fully supervised (every pool pixel) | {reference['seeds']} | "
+            f"{_percent(reference['miou_mean'], reference['miou_std'])} (half the steps: "
+            f"{_percent(reference['miou_at_half_steps'], reference['miou_at_half_steps_std'])}) | 100% | - | 100% |"
+        )
+    goal = summary["goal"]
+    if goal:
+        gaps = ", ".join(
+            f"{name} {100 * gap['gap']:+.1f} (pooled std {100 * gap['pooled_std']:.1f})"
+            for name, gap in goal["gaps_to_random"].items()
+        )
+        lines += [
+            "",
+            f"Goal (≤ {100 * GOAL_CLICK_SHARE:.0f}% of full-annotation clicks, ≥ {100 * GOAL_REFERENCE_SHARE:.0f}% "
+            f"of the reference, ≥ {100 * GOAL_MARGIN:.0f} mIoU points and > 2 pooled std over every random "
+            f"baseline): best acquisition strategy {goal['best_strategy']} at "
+            f"{100 * goal['share_of_reference']:.0f}% of the reference; gaps: {gaps or 'no baseline finished'}; "
+            f"**{'met' if goal['met'] else 'not met'}**.",
+        ]
+    if summary["in_progress"]:
+        lines += ["", f"In progress (not counted): {', '.join(summary['in_progress'])}."]
+    return "\n".join(lines) + "\n"
+
+
+#: What a learning-curve plot puts on its x axis: row key, axis label, scale factor, log scale.
+PLOT_AXES: dict[str, tuple[str, str, float, bool]] = {
+    "clicks": ("clicks_cumulative", "clicks (cumulative)", 1.0, False),
+    "pixels": ("labelled_pixel_share", "labelled pixels (% of the pool, log scale)", 100.0, True),
+}
+
+
+def plot_learning_curves(
+    paths: Iterable[str | Path], out_png: str | Path, title: str | None = None, x_axis: str = "clicks"
+) -> Path:
+    """PNG of mIoU vs cumulative clicks (``x_axis="clicks"``) or vs the labelled pixel share (``"pixels"``): one
+    line per strategy (mean over seeds, a band of one std), strategies whose heuristic is ``random`` drawn grey
+    (dotted, dash-dotted, ...) as baselines, the reference as a dashed horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    if x_axis not in PLOT_AXES:
+        raise ValueError(f"x_axis must be one of {', '.join(PLOT_AXES)}, got {x_axis!r}")
+    x_key, x_label, x_scale, x_log = PLOT_AXES[x_axis]
+    results = ResultSet.read(paths)
+    strategies, randoms = results.strategies, results.randoms
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    random_styles = iter([":", "-.", (0, (5, 2, 1, 2, 1, 2)), (0, (1, 3))] * 4)
+    for strategy in sorted(strategies, key=lambda name: (name not in randoms, name)):
+        runs = strategies[strategy]
+        x = np.array([[x_scale * v for v in values] for values in _per_round(runs, x_key)], dtype=float).mean(axis=1)
+        stats = [mean_std(None if v is None else 100 * v for v in values) for values in _per_round(runs, "miou")]
+        mean = np.array([m for m, _ in stats])
+        std = np.array([np.nan if s is None else s for _, s in stats])
+        style = {"color": "grey", "linestyle": next(random_styles)} if strategy in randoms else {}
+        label = f"{strategy} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+        (line,) = axes.plot(x, mean, marker="o", markersize=3, label=label, **style)
+        if len(runs) > 1:
+            axes.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    if results.reference_miou is not None:
+        axes.axhline(100 * results.reference_miou, color="black", linestyle="--", label="fully supervised")
+    if x_log:
+        axes.set_xscale("log")
+    axes.set_xlabel(x_label)
+    axes.set_ylabel("mIoU (%), mean ± one std over seeds")
+    axes.set_title(title or f"Active learning: mIoU vs {x_label.split(' (')[0]}")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+    return out
+
+
+def write_summary(paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
+    """Write ``summary.json``, ``summary.md`` and both learning-curve PNGs into ``out_dir``; returns their paths."""
+    paths = list(paths)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summarise(paths), indent=2) + "\n")
+    (out / "summary.md").write_text(summary_table(paths))
+    return [
+        out / "summary.json",
+        out / "summary.md",
+        plot_learning_curves(paths, out / "learning_curves.png"),
+        plot_learning_curves(paths, out / "learning_curves_pixels.png", x_axis="pixels"),
+    ]
