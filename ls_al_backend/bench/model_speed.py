@@ -188,7 +188,8 @@ def measure_precision(
 ) -> dict[str, Any]:
     """Training and inference images/s of the bare network (one batch of real images, ``size`` = H, W) in fp32,
     fp32 channels-last, the precision the backend picks (``PRECISION=auto``) and forced bfloat16, each with the
-    ratio to plain fp32. Timed over ``steps`` steps after one warm-up step (the fastest step counts)."""
+    ratio to plain fp32. After one warm-up step each, the variants take turns for ``steps`` rounds (the fastest
+    step of each counts), so the ratios hold on a machine whose load changes."""
     from ls_al_backend.model.network import NetworkSpec, build_network, select_device
     from ls_al_backend.model.precision import autocast, cpu_has_native_bf16, to_channels_last
 
@@ -199,7 +200,7 @@ def measure_precision(
     images = F.interpolate(images, size=size, mode="bilinear", align_corners=False).to(device)
     labels = torch.randint(0, 11, (len(examples), *size), device=device)
     spec = NetworkSpec(settings.model_arch, settings.model_encoder, 11, settings.head_dropout, settings.encoder_weights)
-    rows = []
+    variants = []
     for name, channels_last, preference in PRECISION_VARIANTS:
         precision = resolve_precision(device, preference)
         net = build_network(spec, seed=0).to(device)
@@ -222,17 +223,22 @@ def measure_precision(
             with autocast(device, precision):
                 net(batch)
 
-        train_s = min(seconds(train_step) for _ in range(steps + 1))
-        infer_s = min(seconds(infer_step) for _ in range(steps + 1))
-        rows.append(
-            {
-                "variant": name,
-                "precision": precision.name,
-                "channels_last": channels_last,
-                "train_images_per_s": round(len(examples) / train_s, 2),
-                "inference_images_per_s": round(len(examples) / infer_s, 2),
-            }
-        )
+        train_step(), infer_step()  # warm-up
+        variants.append((name, channels_last, precision, train_step, infer_step, [], []))
+    for _ in range(steps):  # round-robin, so a change of machine load hits every variant alike
+        for *_, train_step, infer_step, train_times, infer_times in variants:
+            train_times.append(seconds(train_step))
+            infer_times.append(seconds(infer_step))
+    rows = [
+        {
+            "variant": name,
+            "precision": precision.name,
+            "channels_last": channels_last,
+            "train_images_per_s": round(len(examples) / min(train_times), 2),
+            "inference_images_per_s": round(len(examples) / min(infer_times), 2),
+        }
+        for name, channels_last, precision, _, _, train_times, infer_times in variants
+    ]
     base = rows[0]
     for row in rows:
         row["train_speedup"] = round(row["train_images_per_s"] / base["train_images_per_s"], 2)
