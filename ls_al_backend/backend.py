@@ -10,18 +10,22 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ls_al_backend.acquisition.api import AcquisitionConfig, score_image
+import numpy as np
+
+from ls_al_backend.acquisition.api import AcquisitionConfig, PoolStatistics, pool_statistics, score_image
 from ls_al_backend.acquisition.heuristics import heuristic_maximum
+from ls_al_backend.acquisition.mc import MCSummary
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
 from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError, ImageLoader
 from ls_al_backend.labeling.config import LabelConfig, QueryMode, parse_label_config
 from ls_al_backend.labeling.render import class_mask_results, overlay_results, query_results
 from ls_al_backend.model.inference import mc_dropout
-from ls_al_backend.model.network import NetworkSpec, select_device
+from ls_al_backend.model.network import NetworkSpec, SegmentationNet, select_device
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.store import ModelCache, ModelStore, version_name
 from ls_al_backend.projects import InvalidProject, ProjectStore, project_id_from
@@ -149,12 +153,14 @@ class Backend:
         """One prediction per task, same order. A task that fails gets an empty result; the others go on."""
         acquisition = acquisition or self.acquisition_config(config)
         net, version = self.cache.get(project_id or "_adhoc", config.class_names)
+        statistics = self.cache.metadata(project_id or "_adhoc").get("pool_statistics")
+        pool = PoolStatistics.from_dict(statistics).as_scoring_arguments() if statistics else {}
         model_version = version_name(version)
         predictions = []
         for task in tasks:
             started = time.perf_counter()
             try:
-                predictions.append(self._predict_task(task, config, acquisition, net, model_version))
+                predictions.append(self._predict_task(task, config, acquisition, net, model_version, pool))
             except ImageError as error:
                 log.error("task %s: cannot read its image: %s", task.get("id"), error)
                 predictions.append(TaskPrediction([], 0.0, model_version))
@@ -165,14 +171,9 @@ class Backend:
                 log.info("task %s: predicted in %.2f s", task.get("id"), time.perf_counter() - started)
         return predictions
 
-    def _predict_task(
-        self, task: dict[str, Any], config: LabelConfig, acquisition: AcquisitionConfig, net, model_version: str
-    ) -> TaskPrediction:
-        data = task.get("data")
-        if not isinstance(data, dict) or config.image_key not in data:
-            raise ImageError(f"task data has no {config.image_key!r} field (the Image tag's value)")
-        image = self.images.load(data[config.image_key])
-        summary = mc_dropout(
+    def mc_summary(self, net: SegmentationNet, image: np.ndarray) -> MCSummary:
+        """The MC-dropout summary of one ``[H, W, 3]`` uint8 image with the ``MC_*`` and ``PRECISION`` settings."""
+        return mc_dropout(
             net,
             image,
             self.settings.mc_samples,
@@ -180,7 +181,29 @@ class Backend:
             mc_scale=self.settings.mc_resolution,
             precision=resolve_precision(next(net.parameters()).device, self.settings.precision),
         )
-        scores = score_image(summary, image, acquisition, cache=self.superpixels)
+
+    def pool_statistics(
+        self, net: SegmentationNet, images: Iterable[np.ndarray], config: LabelConfig
+    ) -> PoolStatistics:
+        """Class-balance statistics of a pool of images under ``net`` and the mode's acquisition defaults."""
+        scored = ((self.mc_summary(net, image), image) for image in images)
+        return pool_statistics(scored, self.acquisition_config(config), cache=self.superpixels)
+
+    def _predict_task(
+        self,
+        task: dict[str, Any],
+        config: LabelConfig,
+        acquisition: AcquisitionConfig,
+        net: SegmentationNet,
+        model_version: str,
+        pool: dict[str, Any],
+    ) -> TaskPrediction:
+        data = task.get("data")
+        if not isinstance(data, dict) or config.image_key not in data:
+            raise ImageError(f"task data has no {config.image_key!r} field (the Image tag's value)")
+        image = self.images.load(data[config.image_key])
+        summary = self.mc_summary(net, image)
+        scores = score_image(summary, image, acquisition, cache=self.superpixels, **pool)
         confidence, class_map = summary.deterministic.max(dim=0)  # full resolution, dropout off
         maximum = heuristic_maximum(acquisition.heuristic, len(config.class_names))
         scale = 1.0 / maximum if maximum else 1.0  # scores in [0, 1] when the heuristic is bounded

@@ -169,6 +169,13 @@ class Settings:
         default=200,
         metadata={"help": "Mean teacher: at most this many unlabelled tasks' images per training (a seeded sample)."},
     )
+    pool_statistics_images: int = field(
+        default=100,
+        metadata={
+            "help": "After training, the class-balance statistics (PixBal prior, ClassBal shares) of the new version "
+            "are estimated on at most this many of the project's images (a seeded sample) and kept with it."
+        },
+    )
     score_chunk_size: int = field(
         default=25, metadata={"help": "Unlabelled tasks per scoring job (several workers share a large pool)."}
     )
@@ -253,6 +260,8 @@ class Settings:
             raise ConfigError(f"TRAIN_CROP_SIZE must be a positive multiple of 32, got {self.train_crop_size}")
         if self.precision not in {"auto", "fp32", "bf16", "fp16"}:
             raise ConfigError(f"PRECISION must be one of auto, fp32, bf16, fp16, got {self.precision!r}")
+        if self.pool_statistics_images < 1:
+            raise ConfigError(f"POOL_STATISTICS_IMAGES must be >= 1, got {self.pool_statistics_images}")
         if self.train_min_steps < 0:
             raise ConfigError(f"TRAIN_MIN_STEPS must be >= 0, got {self.train_min_steps}")
         if min(self.train_every_n_annotations, self.train_epochs, self.train_batch_size, self.score_chunk_size) < 1:

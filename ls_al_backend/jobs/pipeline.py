@@ -95,7 +95,21 @@ class Pipeline:
     ) -> list[np.ndarray]:
         """Images of at most ``TRAIN_UNLABELLED_LIMIT`` of the ``task_ids`` (a sample seeded by ``TRAIN_SEED``), for
         semi-supervised training. An image that cannot be read is logged and skipped."""
-        limit = self.settings.train_unlabelled_limit
+        return self.sample_images(
+            tasks, task_ids, config, self.settings.train_unlabelled_limit, "reading unlabelled images", report
+        )
+
+    def sample_images(
+        self,
+        tasks: list[dict[str, Any]],
+        task_ids: list[int],
+        config: LabelConfig,
+        limit: int,
+        stage: str,
+        report: Report = _no_report,
+    ) -> list[np.ndarray]:
+        """Images of at most ``limit`` of the ``task_ids`` (a sample seeded by ``TRAIN_SEED``); an image that cannot
+        be read is logged and skipped. Progress goes to ``report`` under ``stage``."""
         if len(task_ids) > limit:
             rng = np.random.default_rng(self.settings.train_seed)
             task_ids = sorted(rng.choice(task_ids, limit, replace=False).tolist())
@@ -105,9 +119,9 @@ class Pipeline:
             try:
                 images.append(self.backend.images.load(by_id[task_id].get("data", {}).get(config.image_key)))
             except (ImageError, OSError) as error:
-                log.warning("task %s: unlabelled image skipped: %s", task_id, error)
+                log.warning("task %s: image skipped (%s): %s", task_id, stage, error)
                 continue
-            report({"stage": "reading unlabelled images", "unlabelled_images": len(images)})
+            report({"stage": stage, "images": len(images)})
         return images
 
     def initial_network(self, project_id: str, config: LabelConfig) -> SegmentationNet:
@@ -151,8 +165,18 @@ class Pipeline:
         result = train(
             net, samples, train_config, self.backend.device, progress=on_epoch, mode=config.mode, unlabelled=images
         )
+        pool_images = self.sample_images(
+            tasks,
+            [int(task["id"]) for task in tasks],
+            config,
+            self.settings.pool_statistics_images,
+            "pool statistics",
+            report,
+        )
+        pool = self.backend.pool_statistics(result.net, pool_images, config) if pool_images else None
         metadata = {
             **result.metrics,
+            "pool_statistics": None if pool is None else pool.to_dict(),
             "labelled_tasks": [sample.task_id for sample in samples],
             "config": dataclasses.asdict(train_config),
             "trained_at": time.time(),

@@ -118,6 +118,7 @@ class ModelCache:
         self.device = device
         # project id -> (newest version on disk when built, class names, network, version served)
         self._entries: dict[str, tuple[int, tuple[str, ...], SegmentationNet, int]] = {}
+        self._metadata: dict[str, dict[str, Any]] = {}  # project id -> metadata of the version served
         self._lock = threading.Lock()
 
     def get(self, project_id: str, class_names: tuple[str, ...]) -> tuple[SegmentationNet, int]:
@@ -127,18 +128,26 @@ class ModelCache:
             cached = self._entries.get(project_id)
             if cached is not None and cached[0] == latest and cached[1] == class_names:
                 return cached[2], cached[3]
-            net, version = self._build(project_id, class_names, latest)
+            net, version, metadata = self._build(project_id, class_names, latest)
             self._entries[project_id] = (latest, class_names, net, version)
+            self._metadata[project_id] = metadata
             return net, version
 
-    def _build(self, project_id: str, class_names: tuple[str, ...], latest: int) -> tuple[SegmentationNet, int]:
+    def metadata(self, project_id: str) -> dict[str, Any]:
+        """Metadata of the version :meth:`get` last returned for the project (empty for v0 or before any call)."""
+        with self._lock:
+            return self._metadata.get(project_id, {})
+
+    def _build(
+        self, project_id: str, class_names: tuple[str, ...], latest: int
+    ) -> tuple[SegmentationNet, int, dict[str, Any]]:
         if latest > 0:
             checkpoint = self.store.load(project_id, latest)
             if checkpoint.class_names == class_names:
                 net = SegmentationNet(checkpoint.spec)
                 net.load_state_dict(checkpoint.state_dict)
                 log.info("project %s: serving model %s", project_id, version_name(latest))
-                return net.to(self.device).eval(), latest
+                return net.to(self.device).eval(), latest, checkpoint.metadata
             log.warning(
                 "project %s: checkpoint %s was trained for classes %s, the label config has %s; serving v0",
                 project_id,
@@ -148,4 +157,4 @@ class ModelCache:
             )
         spec = dataclasses.replace(self.base_spec, num_classes=len(class_names))
         net = build_network(spec)
-        return net.to(self.device).eval(), 0
+        return net.to(self.device).eval(), 0, {}

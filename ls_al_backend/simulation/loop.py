@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ls_al_backend.acquisition.api import AcquisitionConfig, score_image
-from ls_al_backend.acquisition.balance import class_prior, dominant_class_share
-from ls_al_backend.acquisition.reductions import PIXEL_SELECTORS, region_class_counts
+from ls_al_backend.acquisition.api import AcquisitionConfig, pool_statistics, score_image
+from ls_al_backend.acquisition.reductions import PIXEL_SELECTORS
 from ls_al_backend.acquisition.sampling import stochastic_sample
 from ls_al_backend.acquisition.selection import budgeted_greedy
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
@@ -189,23 +188,12 @@ class Simulation:
     def _pool_statistics(
         self, net: SegmentationNet, round_index: int, acquisition: AcquisitionConfig
     ) -> dict[str, torch.Tensor]:
-        """Pool-level class-balance statistics (a first MC pass over the pool, reproduced exactly by the second)."""
-        if acquisition.class_balance == "pixbal":
-            means = (self._mc_summary(net, i, round_index).mean for i in range(len(self.pool)))
-            return {"class_prior": class_prior(means)}
-        if acquisition.class_balance == "classbal":  # without superpixels every pixel is its own region
-            dominant = []
-            for index in range(len(self.pool)):
-                summary = self._mc_summary(net, index, round_index)
-                predicted = summary.image_predicted
-                if acquisition.superpixel_method == "none":
-                    dominant.append(predicted.reshape(-1).cpu())
-                    continue
-                regions = torch.from_numpy(self.superpixels(index)).to(predicted.device)
-                counts = region_class_counts(predicted, regions, summary.num_classes)
-                dominant.append(counts.argmax(dim=1).cpu())
-            return {"dominant_share": dominant_class_share(torch.cat(dominant), self.config.num_classes)}
-        return {}
+        """The server's pool statistics (:func:`~ls_al_backend.acquisition.api.pool_statistics`) for class
+        balancing: a first MC pass over the pool, reproduced exactly by the second."""
+        if acquisition.class_balance == "none":
+            return {}
+        scored = ((self._mc_summary(net, i, round_index), self.pool[i].image) for i in range(len(self.pool)))
+        return pool_statistics(scored, acquisition, cache=self.cache).as_scoring_arguments()
 
     def _candidates(self, net: SegmentationNet, round_index: int, budget: float, random_order: bool) -> _Units:
         """Every unlabelled unit with its score and costs. With ``random_order`` (round 0 and the random baselines)

@@ -19,6 +19,11 @@ def test_a_round_trains_a_new_version_and_writes_the_pool_order_back(tmp_path, s
     assert pipeline.backend.models.versions(PROJECT) == [1]
     checkpoint = pipeline.backend.models.load(PROJECT, 1)
     assert checkpoint.metadata["labelled_tasks"] == [1, 2, 3], "every labelled task is used"
+    pool = checkpoint.metadata["pool_statistics"]
+    assert pool["images"] == 7, "the pool statistics come from every task's image"
+    assert sum(pool["class_prior"]) == pytest.approx(1.0) and sum(pool["dominant_share"]) == pytest.approx(1.0)
+    assert pipeline.backend.cache.get(PROJECT, checkpoint.class_names)[1] == 1
+    assert pipeline.backend.cache.metadata(PROJECT)["pool_statistics"] == pool, "served with its version"
     assert {"reading labels", "training", "trained", "scoring"} <= set(stages)
 
     unlabelled = [4, 5, 6, 7]
