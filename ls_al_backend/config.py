@@ -106,7 +106,7 @@ class Settings:
         default=0.25,
         metadata={
             "help": "Scale (0-1] of the grid the T head samples run on; e.g. 0.25 samples a 4x4-pixel grid and "
-            "resizes the statistics back (much faster on CPU, coarser uncertainty). Class masks stay full size."
+            "resizes the score maps back (much faster on CPU, coarser uncertainty). Class masks stay full size."
         },
     )
     overlay_levels: int = field(default=8, metadata={"help": "Grey levels of the uncertainty overlay mask."})

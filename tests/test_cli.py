@@ -30,7 +30,12 @@ def export(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_train_offline_saves_a_new_version(tmp_path: Path, export, monkeypatch, capsys) -> None:
     export_path, images = export
-    for name, value in {"DATA_DIR": str(tmp_path / "data"), "TRAIN_EPOCHS": "1", "TRAIN_CROP_SIZE": "64"}.items():
+    for name, value in {
+        "DATA_DIR": str(tmp_path / "data"),
+        "TRAIN_EPOCHS": "1",
+        "TRAIN_MIN_STEPS": "0",
+        "TRAIN_CROP_SIZE": "64",
+    }.items():
         monkeypatch.setenv(name, value)
     argv = ["train", "--export", str(export_path), "--images", str(images), "--label-config", str(DENSE)]
     assert main([*argv, "--project", "12"]) == 0

@@ -56,3 +56,14 @@ def test_readme_documents_every_setting() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     missing = [name for name, _, _ in Settings.documentation() if f"`{name}`" not in readme]
     assert not missing, f"README.md does not document {missing}"
+
+
+def test_the_training_rule_and_precision_settings_reach_the_train_config() -> None:
+    defaults = TrainConfig.from_settings(Settings.from_env({}))
+    assert (defaults.min_steps, defaults.precision, defaults.val_fraction) == (200, "auto", 0.0)
+    config = TrainConfig.from_settings(Settings.from_env({"TRAIN_MIN_STEPS": "7", "PRECISION": "fp32"}))
+    assert (config.min_steps, config.precision) == (7, "fp32")
+    with pytest.raises(ConfigError, match="PRECISION"):
+        Settings.from_env({"PRECISION": "fp8"})
+    with pytest.raises(ConfigError, match="POOL_STATISTICS_IMAGES"):
+        Settings.from_env({"POOL_STATISTICS_IMAGES": "0"})

@@ -37,6 +37,7 @@ BACKEND_TEST_SETTINGS = {
     "MC_SAMPLES": "4",
     "INFERENCE_MAX_SIDE": "128",
     "TRAIN_EPOCHS": "1",
+    "TRAIN_MIN_STEPS": "0",
     "TRAIN_BATCH_SIZE": "2",
     "TRAIN_CROP_SIZE": "64",
     "REDIS_URL": "",

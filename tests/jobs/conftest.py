@@ -72,6 +72,7 @@ def job_settings(data_dir: Path, studio_url: str, **overrides) -> Settings:
         "label_studio_url": studio_url,
         "label_studio_api_key": LEGACY_TOKEN,
         "train_epochs": 1,
+        "train_min_steps": 0,
         "train_crop_size": 64,
         "train_batch_size": 2,
         "mc_samples": 2,

@@ -44,6 +44,7 @@ def worker_env(settings) -> dict[str, str]:
         "LABEL_STUDIO_URL": settings.label_studio_url,
         "LABEL_STUDIO_API_KEY": settings.label_studio_api_key,
         "TRAIN_EPOCHS": str(settings.train_epochs),
+        "TRAIN_MIN_STEPS": str(settings.train_min_steps),
         "TRAIN_CROP_SIZE": str(settings.train_crop_size),
         "TRAIN_BATCH_SIZE": str(settings.train_batch_size),
         "MC_SAMPLES": str(settings.mc_samples),
