@@ -393,6 +393,7 @@ def test_the_summary_gives_mean_and_std_over_seeds_and_checks_the_goal(tmp_path)
     }  # fmt: skip
     goal = summary["goal"]
     assert goal["best_strategy"] == "bald" and goal["gaps_to_random"]["rand"]["gap"] == pytest.approx(0.11, abs=1e-4)
+    assert goal["round"] == 2 and goal["click_share_of_full"] == pytest.approx(0.03), "the last round within 5%"
     assert not goal["met"], "one random seed: no spread to compare with, and 89% of the reference"
 
     table = summary_table(files)
@@ -403,6 +404,18 @@ def test_the_summary_gives_mean_and_std_over_seeds_and_checks_the_goal(tmp_path)
     more = write_runs(tmp_path / "more", [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12),
                                            ("rand", "random", 0, 0), ("rand", "random", 1, 0.01)], 0.58)  # fmt: skip
     assert summarise(more)["goal"]["met"], "92% of the reference, 10.5 points over random with a pooled std of 1"
+
+
+def test_the_goal_is_judged_at_the_last_round_within_five_percent_of_full_clicks(tmp_path):
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("rand", "random", 0, 0)])
+    for folder in files[:2]:
+        payload = json.loads((folder / "results.json").read_text())
+        for row, share in zip(payload["rows"], (0.02, 0.045, 0.06), strict=True):
+            row["click_share_of_full"] = share
+        (folder / "results.json").write_text(json.dumps(payload))
+    goal = summarise(files)["goal"]
+    assert goal["round"] == 1 and goal["clicks"] == 20, "round 2 spends 6% of full: past the goal's budget"
+    assert goal["gaps_to_random"]["rand"]["gap"] == pytest.approx(0.0), "same round, same mIoU"
 
 
 def test_an_unfinished_run_is_listed_not_counted(tmp_path):
