@@ -3,7 +3,9 @@
 URLs are resolved in this order:
 
 - ``/data/upload/...``, ``/data/local-files/?d=...`` and absolute URLs on the ``LABEL_STUDIO_URL`` host:
-  fetched from Label Studio with its token;
+  fetched from Label Studio with its token, but only once the path, percent-decoded and normalised (``..``
+  resolved), still lies under ``/data/upload/`` or is ``/data/local-files/``: the token never reaches any other
+  Label Studio path (``/data/upload/../../api/...`` is refused, not fetched);
 - other ``http(s)`` URLs: fetched without credentials, only if the host is in ``ALLOWED_IMAGE_HOSTS``
   (the backend must not become a relay into the network it runs in);
 - anything else is a local path, read only inside ``LOCAL_IMAGE_ROOTS``.
@@ -18,9 +20,10 @@ import hashlib
 import io
 import logging
 import os
+import posixpath
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import numpy as np
 import requests
@@ -32,6 +35,8 @@ log = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 _STUDIO_PREFIXES = ("/data/upload/", "/data/local-files", "data/upload/")
+#: The only Label Studio paths fetched with its token (after normalisation).
+STUDIO_FILE_ROOTS = ("/data/upload/", "/data/local-files/")
 
 
 class ImageError(ValueError):
@@ -46,6 +51,28 @@ def decode_image(data: bytes) -> np.ndarray:
             return np.asarray(oriented.convert("RGB"))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ImageError(f"not a readable image: {error}") from None
+
+
+def studio_file_url(url: str) -> str:
+    """The Label Studio file a task URL names, as a path (and query) relative to the Label Studio root, after
+    percent-decoding and resolving ``.`` and ``..``; :class:`ImageError` unless it lies under
+    :data:`STUDIO_FILE_ROOTS` (``/data/local-files/`` only with its ``?d=`` query)."""
+    parts = urlsplit(url)
+    raw_path = parts.path if parts.path.startswith("/") else "/" + parts.path
+    decoded = unquote(raw_path)
+    if "\\" in decoded or "\x00" in decoded:
+        raise ImageError(f"refused image URL {url!r}: backslashes and NUL bytes are not allowed in Label Studio paths")
+    normalised = posixpath.normpath(decoded) + ("/" if decoded.endswith("/") else "")
+    upload, local_files = STUDIO_FILE_ROOTS
+    inside = (normalised.startswith(upload) and len(normalised) > len(upload)) or (
+        normalised in (local_files, local_files.rstrip("/")) and parts.query.startswith("d=")
+    )
+    if not inside:
+        raise ImageError(
+            f"refused image URL {url!r}: it resolves to {normalised!r}, outside {' and '.join(STUDIO_FILE_ROOTS)}; "
+            "the backend fetches nothing else from Label Studio with its token"
+        )
+    return urlunsplit(("", "", normalised, parts.query, ""))
 
 
 class ImageLoader:
@@ -71,7 +98,7 @@ class ImageLoader:
             raise ImageError("the task has no image URL")
         url = url.strip()
         if url.startswith(_STUDIO_PREFIXES) or self._is_studio_url(url):
-            return decode_image(self._cached(url, self._from_studio))
+            return decode_image(self._cached(studio_file_url(url), self._from_studio))
         scheme = urlsplit(url).scheme.lower()
         if scheme in ("http", "https"):
             return decode_image(self._cached(url, self._from_allowed_host))

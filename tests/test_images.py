@@ -46,6 +46,37 @@ def test_label_studio_uploads_are_fetched_with_the_token_and_cached(tmp_path: Pa
         assert len([r for r in studio.requests if r[0] == "GET"]) == fetched, "second read comes from the cache"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/data/upload/../../api/current-user/whoami",
+        "/data/upload/%2e%2e/%2e%2e/api/projects/",
+        "/data/local-files/../../api/projects/?d=x",
+        "/data/local-files/x.png",  # local files are named by ?d=, never by path
+        "/data/upload/",
+        "/data/upload/..%5c..%5capi/projects/",
+        "{studio}/api/projects/",
+        "{studio}/data/upload/3/../../../api/tasks/1/",
+    ],
+)
+def test_a_task_url_that_leaves_label_studio_files_is_refused_not_fetched(tmp_path: Path, url: str) -> None:
+    """The token must never reach another Label Studio path on a task's say-so (no authenticated relay)."""
+    with FakeStudio({"/data/upload/3/a.png": png_bytes()}) as studio:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(studio.url, LEGACY_TOKEN))
+        before = len(studio.requests)
+        with pytest.raises(ImageError, match="refused image URL"):
+            loader.load(url.format(studio=studio.url))
+        assert len(studio.requests) == before, "nothing was requested"
+        assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir()), "nothing was cached"
+
+
+def test_a_normalised_path_inside_the_uploads_is_fetched(tmp_path: Path) -> None:
+    with FakeStudio({"/data/upload/3/a.png": png_bytes()}) as studio:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(studio.url, LEGACY_TOKEN))
+        assert loader.load("/data/upload/3/x/../a.png").shape == (4, 6, 3)
+        assert [r[1].split("?")[0] for r in studio.requests if r[0] == "GET"][-1] == "/data/upload/3/a.png"
+
+
 def test_label_studio_files_need_label_studio_url(tmp_path: Path) -> None:
     with pytest.raises(ImageError, match="LABEL_STUDIO_URL is not set"):
         ImageLoader(tmp_path).load("/data/upload/3/a.png")

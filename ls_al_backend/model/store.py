@@ -8,6 +8,7 @@ renamed into place, so readers never see a partial one.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -39,6 +40,18 @@ class Checkpoint:
     class_names: tuple[str, ...]
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any]
+
+
+def plain_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` as JSON-like plain values (numpy scalars and arrays to Python numbers and lists, paths to
+    strings, tuples to lists), so that checkpoints load with ``torch.load(weights_only=True)``."""
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "tolist"):  # numpy scalars and arrays, tensors
+            return value.tolist()
+        return str(value)
+
+    return json.loads(json.dumps(metadata, default=plain))
 
 
 class ModelStore:
@@ -80,7 +93,7 @@ class ModelStore:
             "spec": dataclasses.asdict(net.spec),
             "class_names": list(class_names),
             "state_dict": {name: tensor.detach().cpu() for name, tensor in net.state_dict().items()},
-            "metadata": metadata,
+            "metadata": plain_metadata(metadata),
         }
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".v", suffix=".tmp")
         try:
@@ -89,9 +102,10 @@ class ModelStore:
                 file.flush()
                 os.fsync(file.fileno())
             target = folder / f"v{version}.pt"
-            if target.exists():
-                raise FileExistsError(f"{target} appeared while saving; another trainer saved concurrently")
-            os.replace(temporary, target)
+            try:  # a hard link is created atomically and never replaces an existing file
+                os.link(temporary, target)
+            except FileExistsError:
+                raise FileExistsError(f"{target} appeared while saving; another trainer saved concurrently") from None
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
@@ -99,7 +113,8 @@ class ModelStore:
 
     def load(self, project_id: str, version: int) -> Checkpoint:
         path = self.project_dir(project_id) / f"v{version}.pt"
-        payload = torch.load(path, map_location="cpu", weights_only=False)
+        # tensors and plain containers only: loading a checkpoint never runs code from the file
+        payload = torch.load(path, map_location="cpu", weights_only=True)
         return Checkpoint(
             version=int(payload["version"]),
             spec=NetworkSpec(**payload["spec"]),

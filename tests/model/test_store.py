@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
+import pytest
 import torch
 
 from ls_al_backend.model.network import NetworkSpec, build_network
@@ -45,3 +49,36 @@ def test_cache_serves_v0_when_the_classes_changed(tmp_path) -> None:
     net, version = cache.get("7", ("a", "b", "c"))
     assert version == 0 and net.classifier.out_channels == 3
     assert cache.get("7", ("a", "b", "c"))[0] is net, "the fallback is cached too"
+
+
+class Payload:
+    """Stands for any object a pickle could smuggle into a checkpoint (its reduce could run code)."""
+
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_a_checkpoint_holding_other_objects_than_tensors_is_refused(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    store.save("1", build_network(SPEC), CLASSES, {})
+    path = tmp_path / "1" / "v1.pt"
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "metadata": {"note": Payload()}}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        store.load("1", 1)
+
+
+def test_metadata_is_stored_as_plain_values(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    store.save("1", build_network(SPEC), CLASSES, {"counts": np.arange(3), "share": np.float32(0.5), "shape": (2, 3)})
+    assert store.load("1", 1).metadata == {"counts": [0, 1, 2], "share": 0.5, "shape": [2, 3]}
+
+
+def test_a_version_saved_concurrently_is_never_overwritten(tmp_path, monkeypatch) -> None:
+    store = ModelStore(tmp_path)
+    store.save("1", build_network(SPEC), CLASSES, {"by": "first"})
+    monkeypatch.setattr(store, "latest", lambda project_id: 0)  # a second trainer that read the count before
+    with pytest.raises(FileExistsError, match="another trainer saved concurrently"):
+        store.save("1", build_network(SPEC), CLASSES, {"by": "second"})
+    assert store.load("1", 1).metadata == {"by": "first"}
+    assert not list((tmp_path / "1").glob("*.tmp")), "no temporary file is left behind"
