@@ -112,7 +112,7 @@ def test_each_mode_runs_two_rounds_within_the_budget(data, finished, mode):
     assert [row["round"] for row in rows] == [0, 1]
     assert len(lines) == 2 and all("mIoU" in line for line in lines)
     for row in rows:
-        assert 0 < row["clicks_round"] <= BUDGETS[mode]
+        assert 0 < row["clicks_round"] and row["clicks_cumulative"] <= BUDGETS[mode] * (row["round"] + 1)
         assert 0.0 <= row["miou"] <= 1.0
         assert set(row["per_class_iou"]) == set(tiny_config(data, tmp_path).class_names)
     assert rows[1]["clicks_cumulative"] == pytest.approx(rows[0]["clicks_round"] + rows[1]["clicks_round"])
@@ -435,3 +435,16 @@ def test_the_cli_writes_the_summary_files(tmp_path):
         "learning_curves.png", "learning_curves_pixels.png", "summary.json", "summary.md",
     ]  # fmt: skip
     assert json.loads((out / "summary.json").read_text()) == summarise(files)
+
+
+def test_random_whole_images_are_taken_in_order_and_the_unspent_budget_carries_over(data, tmp_path):
+    """A random round takes images until one does not fit (never a cheaper one instead), and the next round
+    gets what was left: cumulative clicks track the plan within one image."""
+    config = tiny_config(data, tmp_path, "image", acquisition={"heuristic": "random"}, rounds=3)
+    simulation = Simulation(config, log=None)
+    costs = [simulation.image_clicks(i) for i in range(len(simulation.pool))]
+    rows = run_simulation(config, log=None)
+    for row in rows:
+        planned = config.initial_budget + row["round"] * config.budget
+        assert row["budget_spent_cumulative"] == row["clicks_cumulative"] <= planned
+        assert planned - row["clicks_cumulative"] < max(costs), "never more than one image behind the plan"

@@ -5,11 +5,13 @@ The loop runs exactly the server's code path: :func:`~ls_al_backend.model.infere
 across the whole pool under a budget (clicks by default, or labelled pixels with ``budget_unit="pixels"``), and
 :func:`~ls_al_backend.model.training.train` trains on :class:`~ls_al_backend.labeling.annotations.LabelTarget` s.
 
-Round 0, and every round of a ``random`` heuristic, visits units in a uniform random order; every other round
-scores with the current model and visits by decreasing score / estimated cost. Each unit is charged what the
-simulated annotator really spends on it (:mod:`ls_al_backend.simulation.annotator`). Results (``results.json``,
-``rounds.csv``) and the state needed to resume (labelled units and the last model, under ``state/``) are written
-after every round.
+Round 0, and every round of a ``random`` heuristic, takes units in a uniform random order until one does not fit
+the budget (skipping it for a cheaper one would favour cheap units); every other round scores with the current
+model and visits by decreasing score / estimated cost, taking what fits (Cai et al.'s greedy knapsack). Each unit
+is charged what the simulated annotator really spends on it (:mod:`ls_al_backend.simulation.annotator`), and
+what a round leaves of its budget carries over to the next, so every run spends the same clicks in all.
+Results (``results.json``, ``rounds.csv``) and the state needed to resume (labelled units and the last model,
+under ``state/``) are written after every round.
 """
 
 from __future__ import annotations
@@ -312,6 +314,10 @@ class Simulation:
         estimated = torch.tensor(units.estimated_costs, dtype=torch.float64)
         if random_order:
             order = torch.randperm(len(units.units), generator=generator)
+            # the units that come first until one does not fit: skipping it for cheaper ones would favour cheap
+            # units (images with few regions); what is left of the budget carries over to the next round
+            spent = torch.cumsum(torch.tensor(units.charges, dtype=torch.float64)[order], 0)
+            order = order[: int((spent <= budget + 1e-9).sum())]
         elif acquisition.sampling != "top":
             order = stochastic_sample(
                 scores / estimated, len(units.units), acquisition.sampling, acquisition.temperature, generator
@@ -392,9 +398,11 @@ class Simulation:
         self._check_config()
         rows, net = self._restore()
         clicks_total = rows[-1]["clicks_cumulative"] if rows else 0.0
+        spent_total = rows[-1].get("budget_spent_cumulative", clicks_total) if rows else 0.0
         for round_index in range(len(rows), self.config.rounds):
             started = time.monotonic()
-            budget = self.config.initial_budget if round_index == 0 else self.config.budget
+            # the plan through this round, less what was spent: a round that spent less leaves the rest to the next
+            budget = self.config.initial_budget + round_index * self.config.budget - spent_total
             if net is None:  # round 0 trains the seeded ImageNet network
                 net = build_network(self.config.network_spec(), seed=self.config.seed).to(self.device)
             random_order = round_index == 0 or self.config.acquisition_config(round_index).heuristic == "random"
@@ -405,6 +413,7 @@ class Simulation:
                 break
             clicks = self._reveal(units, chosen)
             clicks_total += clicks
+            spent_total += sum(units.charges[position] for position in chosen)
             samples, pixels, annotator = self.targets()
             result = self._train(net, round_index, samples)
             net = result.net
@@ -417,6 +426,7 @@ class Simulation:
                 "units_selected": len(chosen),
                 "clicks_round": clicks,
                 "clicks_cumulative": clicks_total,
+                "budget_spent_cumulative": spent_total,
                 "annotator_clicks_cumulative": annotator,
                 "labelled_pixels": pixels,
                 "labelled_pixel_share": pixels / self.total_pixels,
