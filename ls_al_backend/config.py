@@ -45,8 +45,8 @@ class Settings:
     webhook_secret: str = field(
         default="",
         metadata={
-            "help": "If set, /webhook also accepts requests carrying this value in the X-Webhook-Secret header "
-            "(Label Studio's auto-created event webhook sends custom headers but no basic auth)."
+            "help": "If set, /webhook requires this value in the X-Webhook-Secret header (on its own, or instead of "
+            "basic auth: Label Studio's auto-created event webhook sends custom headers but no basic auth)."
         },
     )
     # --- Label Studio ---

@@ -7,6 +7,7 @@ answers 500 JSON and is logged, and never stops the server.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 from typing import Any
 
@@ -50,6 +51,16 @@ def require(body: dict[str, Any], field: str, kind: type, description: str) -> A
     return value
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts connections from this machine."""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _credentials_match(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
@@ -60,26 +71,39 @@ def create_app(backend: Backend) -> Flask:
     app = Flask(__name__)
     app.json.sort_keys = False
 
+    if not settings.basic_auth_user and not _is_loopback(settings.host):
+        log.warning(
+            "no BASIC_AUTH_USER is set and the server binds %s: every route but %s is open to anyone who can reach "
+            "it; set BASIC_AUTH_USER/BASIC_AUTH_PASS (and WEBHOOK_SECRET) or bind 127.0.0.1",
+            settings.host,
+            "/webhook" if settings.webhook_secret else "none",
+        )
+
     @app.before_request
     def authenticate() -> Response | None:
-        if not settings.basic_auth_user:
-            return None
-        auth = request.authorization
-        if (
-            auth is not None
-            and auth.type == "basic"
-            and _credentials_match(auth.username or "", settings.basic_auth_user)
-            and _credentials_match(auth.password or "", settings.basic_auth_pass)
-        ):
-            return None
-        secret = request.headers.get(WEBHOOK_SECRET_HEADER, "")
+        """Basic auth guards every route when set; ``WEBHOOK_SECRET`` guards ``/webhook`` (on its own too)."""
         webhook_secret = settings.webhook_secret
-        if request.path == "/webhook" and webhook_secret and _credentials_match(secret, webhook_secret):
-            return None
-        response = jsonify(error="authentication required")
-        response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Basic realm="ls-al-backend"'
-        return response
+        if request.path == "/webhook" and webhook_secret:
+            if _credentials_match(request.headers.get(WEBHOOK_SECRET_HEADER, ""), webhook_secret):
+                return None
+        if settings.basic_auth_user:
+            auth = request.authorization
+            if (
+                auth is not None
+                and auth.type == "basic"
+                and _credentials_match(auth.username or "", settings.basic_auth_user)
+                and _credentials_match(auth.password or "", settings.basic_auth_pass)
+            ):
+                return None
+            response = jsonify(error="authentication required")
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Basic realm="ls-al-backend"'
+            return response
+        if request.path == "/webhook" and webhook_secret:
+            response = jsonify(error=f"the {WEBHOOK_SECRET_HEADER} header is missing or does not match WEBHOOK_SECRET")
+            response.status_code = 401
+            return response
+        return None
 
     @app.errorhandler(BadRequest)
     def bad_request(error: BadRequest) -> tuple[Response, int]:

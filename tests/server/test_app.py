@@ -203,6 +203,27 @@ def test_webhook_secret_header_opens_only_the_webhook(tmp_path: Path) -> None:
     assert client.get("/versions", headers=header).status_code == 401
 
 
+def test_webhook_secret_alone_protects_the_webhook(tmp_path: Path) -> None:
+    client, _ = make_client(Settings.from_env({}, data_dir=tmp_path, webhook_secret="s3cret"))
+    refused = client.post("/webhook", json={"action": "PROJECT_UPDATED"})
+    assert refused.status_code == 401 and "X-Webhook-Secret" in refused.get_json()["error"]
+    assert client.post("/webhook", json={"action": "X"}, headers={"X-Webhook-Secret": "nope"}).status_code == 401
+    header = {"X-Webhook-Secret": "s3cret"}
+    assert client.post("/webhook", json={"action": "PROJECT_UPDATED"}, headers=header).status_code == 201
+    assert client.get("/health").status_code == 200, "without basic auth the other routes stay open"
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("10.1.2.3", True), ("127.0.0.1", False)])
+def test_an_open_server_on_a_public_bind_says_so_at_start(tmp_path: Path, caplog, host: str, warned: bool) -> None:
+    with caplog.at_level("WARNING", logger="ls_al_backend.server.app"):
+        make_client(Settings.from_env({}, data_dir=tmp_path, host=host))
+    assert any("BASIC_AUTH_USER" in record.getMessage() for record in caplog.records) == warned
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ls_al_backend.server.app"):
+        make_client(Settings.from_env({}, data_dir=tmp_path, host=host, basic_auth_user="a", basic_auth_pass="b"))
+    assert not caplog.records, "basic auth set: nothing to warn about"
+
+
 QUERY_MODES = {
     "superpixel_dominant": "polygonlabels",
     "superpixel_multiclass": "polygonlabels",
