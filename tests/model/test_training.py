@@ -236,19 +236,7 @@ def test_the_learning_rate_warms_up_then_anneals_to_zero() -> None:
 
 def test_steps_per_epoch_fixes_the_batches_of_every_epoch(camvid) -> None:
     def batch_sizes(count: int, steps: int) -> list[int]:
-        seen: list[int] = []
-        net = build_network(SPEC, seed=0)
-        original_forward = net.forward
-
-        def counting_forward(images):
-            if net.training:
-                seen.append(images.shape[0])
-            return original_forward(images)
-
-        net.forward = counting_forward
-        config = TrainConfig(epochs=2, batch_size=2, crop_size=64, val_fraction=0.0, steps_per_epoch=steps, seed=0)
-        train(net, dense_samples(camvid, count), config, CPU)
-        return seen
+        return counted_batches(camvid, count, epochs=2, batch_size=2, steps_per_epoch=steps)
 
     assert batch_sizes(6, steps=2) == [2] * 4, "a random subset: 2 batches of 2 per epoch, not 3"
     assert batch_sizes(3, steps=3) == [2] * 6, "3 samples, 3 batches of 2: a second pass fills the epoch"
