@@ -32,7 +32,7 @@ import torch
 from ls_al_backend.acquisition.api import AcquisitionConfig, pool_statistics, score_image
 from ls_al_backend.acquisition.reductions import PIXEL_SELECTORS
 from ls_al_backend.acquisition.sampling import stochastic_sample
-from ls_al_backend.acquisition.selection import budgeted_greedy
+from ls_al_backend.acquisition.selection import budgeted_greedy, cap_per_group
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
 from ls_al_backend.model.inference import mc_dropout
 from ls_al_backend.model.network import SegmentationNet, build_network, select_device
@@ -313,12 +313,18 @@ class Simulation:
         scores = torch.tensor(units.scores, dtype=torch.float64)
         estimated = torch.tensor(units.estimated_costs, dtype=torch.float64)
         if random_order:
+            # units in a uniform random order, the first always and then while they fit: skipping one that does
+            # not fit for a cheaper one would favour cheap units (images with few regions). An overspent or unspent
+            # budget carries over to the next round, so cumulative clicks stay within one unit of the plan.
+            if budget <= 0:
+                return []
             order = torch.randperm(len(units.units), generator=generator)
-            # the units that come first until one does not fit: skipping it for cheaper ones would favour cheap
-            # units (images with few regions); what is left of the budget carries over to the next round
             spent = torch.cumsum(torch.tensor(units.charges, dtype=torch.float64)[order], 0)
-            order = order[: int((spent <= budget + 1e-9).sum())]
-        elif acquisition.sampling != "top":
+            chosen = order[: max(1, int((spent <= budget + 1e-9).sum()))]
+            if self.config.max_units_per_image:
+                chosen = cap_per_group(chosen, torch.tensor(units.images), self.config.max_units_per_image)
+            return chosen.tolist()
+        if acquisition.sampling != "top":
             order = stochastic_sample(
                 scores / estimated, len(units.units), acquisition.sampling, acquisition.temperature, generator
             )
@@ -408,6 +414,11 @@ class Simulation:
             random_order = round_index == 0 or self.config.acquisition_config(round_index).heuristic == "random"
             units = self._candidates(net, round_index, budget, random_order)
             chosen = self._select(units, budget, round_index, random_order)
+            if not chosen and units.units and budget <= 0:  # the last round's unit overspent this round too
+                self.log(f"round {round_index}: the budget went to the last round's unit; nothing new to label")
+                rows.append({**rows[-1], "round": round_index, "units_selected": 0, "clicks_round": 0.0})
+                self._save_round(round_index, net, rows)
+                continue
             if not chosen:
                 self.log(f"round {round_index}: nothing left to label within the budget; stopping")
                 break
