@@ -414,8 +414,8 @@ class Simulation:
             random_order = round_index == 0 or self.config.acquisition_config(round_index).heuristic == "random"
             units = self._candidates(net, round_index, budget, random_order)
             chosen = self._select(units, budget, round_index, random_order)
-            if not chosen and units.units and budget <= 0:  # the last round's unit overspent this round too
-                self.log(f"round {round_index}: the budget went to the last round's unit; nothing new to label")
+            if not chosen and units.units and rows:  # nothing fits what is left: the budget carries over
+                self.log(f"round {round_index}: no unit fits the {budget:g} clicks left; nothing new to label")
                 rows.append({**rows[-1], "round": round_index, "units_selected": 0, "clicks_round": 0.0})
                 self._save_round(round_index, net, rows)
                 continue
