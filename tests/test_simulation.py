@@ -462,3 +462,11 @@ def test_a_round_whose_budget_the_last_image_spent_labels_nothing_new(data, tmp_
     assert rows[0]["units_selected"] == 1 and rows[0]["clicks_cumulative"] > 40, "the first image, over budget"
     assert rows[1]["units_selected"] == 0 and rows[1]["clicks_round"] == 0
     assert rows[1]["miou"] == rows[0]["miou"] and rows[1]["clicks_cumulative"] == rows[0]["clicks_cumulative"]
+
+
+def test_summarising_paths_without_results_is_a_readable_error(tmp_path, capsys):
+    from ls_al_backend.cli import main
+
+    argv = ["simulate", "--pool", "p", "--eval", "e", "--out", str(tmp_path / "out"), "--plot", str(tmp_path / "none")]
+    assert main(argv) == 2
+    assert "no results.json or reference.json" in capsys.readouterr().err and not (tmp_path / "out").exists()

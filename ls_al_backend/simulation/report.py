@@ -289,6 +289,8 @@ def plot_learning_curves(
 def write_summary(paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
     """Write ``summary.json``, ``summary.md`` and both learning-curve PNGs into ``out_dir``; returns their paths."""
     paths = list(paths)
+    if not result_files(paths):
+        raise ValueError(f"no results.json or reference.json in {', '.join(map(str, paths)) or 'no path given'}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summarise(paths), indent=2) + "\n")
