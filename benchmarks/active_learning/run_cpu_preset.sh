@@ -6,6 +6,7 @@
 #   COMMIT=1 bash benchmarks/active_learning/run_cpu_preset.sh       # also commit each finished run on its own
 #   SEEDS="0 1" PARALLEL=1 CAMVID=/path/to/camvid bash benchmarks/active_learning/run_cpu_preset.sh
 #   SUMMARY_ONLY=1 bash benchmarks/active_learning/run_cpu_preset.sh # only regenerate the summary and plots
+#   ONLY="reference sp_random" bash ...  # only these runs (names as in STRATEGIES, or reference), in SEEDS
 #   CODE=/path/to/checkout bash ...  # run the package of another checkout (e.g. a frozen commit while you edit)
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
@@ -20,6 +21,7 @@ OUT=benchmarks/active_learning/cpu
 PARALLEL="${PARALLEL:-2}"
 SEEDS="${SEEDS:-0 1 2}"
 COMMIT="${COMMIT:-0}"
+ONLY="${ONLY:-}"
 CODE="${CODE:-.}"
 export PYTHONPATH="$(cd "$CODE" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
@@ -84,6 +86,8 @@ if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
   for seed in $SEEDS; do
     echo "reference|$seed"
     for strategy in "${STRATEGIES[@]}"; do echo "$strategy|$seed"; done
+  done | while IFS= read -r run; do  # keep the runs ONLY names (all when it is empty)
+    if [ -z "$ONLY" ] || [[ " $ONLY " == *" ${run%%|*} "* ]]; then echo "$run"; fi
   done | xargs -d '\n' -P "$PARALLEL" -I{} bash -c 'run_one "$1"' _ {}
 fi
 
