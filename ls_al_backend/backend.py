@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ls_al_backend.acquisition.api import AcquisitionConfig, PoolStatistics, pool_statistics, score_image
 from ls_al_backend.acquisition.heuristics import heuristic_maximum
@@ -24,12 +25,12 @@ from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError, ImageLoader
 from ls_al_backend.labeling.config import LabelConfig, QueryMode, parse_label_config
 from ls_al_backend.labeling.render import class_mask_results, overlay_results, query_results
-from ls_al_backend.model.inference import mc_dropout
+from ls_al_backend.model.inference import mc_dropout, working_size
 from ls_al_backend.model.network import NetworkSpec, SegmentationNet, select_device
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.store import ModelCache, ModelStore, version_name
 from ls_al_backend.projects import InvalidProject, ProjectStore, project_id_from
-from ls_al_backend.studio import StudioClient
+from ls_al_backend.studio import studio_client
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +75,8 @@ class Backend:
         self.settings = settings
         self.projects = ProjectStore(settings.data_path / "projects")
         self.models = ModelStore(settings.models_dir)
-        studio = (
-            StudioClient(settings.label_studio_url, settings.label_studio_api_key, settings.image_timeout_s)
-            if settings.label_studio_url
-            else None
-        )
-        self.images = ImageLoader(
-            settings.image_cache_dir,
-            studio=studio,
-            allowed_hosts=settings.allowed_image_hosts,
-            local_roots=settings.local_image_roots,
-            timeout_s=settings.image_timeout_s,
-        )
+        self.studio = studio_client(settings)
+        self.images = ImageLoader.from_settings(settings, self.studio)
         base_spec = NetworkSpec(
             arch=settings.model_arch,
             encoder=settings.model_encoder,
@@ -202,14 +193,18 @@ class Backend:
         if not isinstance(data, dict) or config.image_key not in data:
             raise ImageError(f"task data has no {config.image_key!r} field (the Image tag's value)")
         image = self.images.load(data[config.image_key])
-        summary = self.mc_summary(net, image)
-        scores = score_image(summary, image, acquisition, cache=self.superpixels, **pool)
-        confidence, class_map = summary.deterministic.max(dim=0)  # full resolution, dropout off
+        image_size = image.shape[:2]
+        analysed = analysis_image(image, self.settings.analysis_max_side)  # bounds the memory of what follows
+        summary = self.mc_summary(net, analysed)
+        scores = score_image(summary, analysed, acquisition, cache=self.superpixels, **pool)
+        confidence, class_map = summary.deterministic.max(dim=0)  # the analysed grid, dropout off
         maximum = heuristic_maximum(acquisition.heuristic, len(config.class_names))
         scale = 1.0 / maximum if maximum else 1.0  # scores in [0, 1] when the heuristic is bounded
         overlay = overlay_scale(scores.score_map, maximum)
-        result = class_mask_results(config, class_map.cpu().numpy(), confidence.cpu().numpy())
-        result += overlay_results(config, overlay, self.settings.overlay_levels, self.settings.overlay_max_alpha)
+        result = class_mask_results(config, class_map.cpu().numpy(), confidence.cpu().numpy(), image_size)
+        result += overlay_results(
+            config, overlay, self.settings.overlay_levels, self.settings.overlay_max_alpha, image_size
+        )
         regions = []
         if scores.selected_regions is not None:
             regions = [(int(r), scale * float(scores.region_scores[r])) for r in scores.selected_regions.tolist()]
@@ -219,7 +214,7 @@ class Backend:
         ]
         superpixels = None if scores.superpixels is None else scores.superpixels.numpy()
         by_score = sorted(regions, key=lambda item: -item[-1]), sorted(pixels, key=lambda item: -item[-1])
-        result += query_results(config, image.shape[:2], superpixels, *by_score)
+        result += query_results(config, image_size, superpixels, *by_score, grid_size=analysed.shape[:2])
         return TaskPrediction(result, scale * scores.image_score, model_version)
 
     # --- events ---
@@ -265,6 +260,15 @@ class Backend:
         projects = [project_id] if project_id is not None else self.models.projects()
         numbers = sorted({number for project in projects for number in self.models.versions(project)})
         return [version_name(0)] + [version_name(number) for number in numbers]
+
+
+def analysis_image(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The ``[H, W, 3]`` uint8 image scaled down (area average, never up) so its longest side is at most
+    ``max_side``: the grid on which one prediction's probabilities, uncertainty and superpixels are computed."""
+    size = working_size(*image.shape[:2], max_side)
+    if size == image.shape[:2]:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BOX))
 
 
 def overlay_scale(score_map, maximum: float | None):

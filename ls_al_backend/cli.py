@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--images", type=int, help="images for /predict and pool scoring (default 50)")
     bench_parser.add_argument("--samples", help="MC-dropout sample counts T, comma-separated (default 1,5,10,20,50)")
     bench_parser.add_argument(
-        "--only", help="comma-separated subset of mc,predict,scoring,training,precision (default all)"
+        "--only", help="comma-separated subset of mc,predict,scoring,training,precision,predict_memory (default all)"
     )
     bench_parser.add_argument("--mc-images", type=int, help="images for the MC-dropout cost (default 10)")
     bench_parser.add_argument("--train-images", type=int, help="images for training speed (default 16)")

@@ -49,6 +49,10 @@ class Settings:
             "basic auth: Label Studio's auto-created event webhook sends custom headers but no basic auth)."
         },
     )
+    max_request_bytes: int = field(
+        default=32 * 1024 * 1024,
+        metadata={"help": "Largest request body accepted (bytes); a larger one is answered 413."},
+    )
     # --- Label Studio ---
     label_studio_url: str = field(
         default="", metadata={"help": "Base URL of Label Studio, used for /data/upload and /data/local-files images."}
@@ -70,6 +74,35 @@ class Settings:
         metadata={"help": "Comma-separated folders from which plain file paths in tasks may be read."},
     )
     image_timeout_s: float = field(default=30.0, metadata={"help": "Timeout for one image download."})
+    studio_retries: int = field(
+        default=5,
+        metadata={
+            "help": "Retries of a Label Studio read or write and of an image download after a connection error or a "
+            "5xx answer, with exponential backoff."
+        },
+    )
+    studio_backoff_s: float = field(
+        default=0.5, metadata={"help": "First retry delay (seconds); it doubles with every further retry."}
+    )
+    max_image_bytes: int = field(
+        default=64 * 1024 * 1024,
+        metadata={"help": "Largest image file read or downloaded (bytes); a larger one is refused, not truncated."},
+    )
+    max_image_pixels: int = field(
+        default=50_000_000,
+        metadata={
+            "help": "Largest image (width x height) decoded; a larger one (or a decompression bomb) is refused "
+            "before its pixels are read."
+        },
+    )
+    analysis_max_side: int = field(
+        default=2048,
+        metadata={
+            "help": "Longest side of the grid on which class probabilities, uncertainty and superpixels of one image "
+            "are computed; larger images are analysed scaled down and their masks drawn back at full size. Bounds "
+            "the memory of one prediction."
+        },
+    )
     # --- storage ---
     data_dir: Path = field(
         default=Path("data"), metadata={"help": "Root for checkpoints, project state and the image cache."}
@@ -155,6 +188,14 @@ class Settings:
         default="none", metadata={"help": "'none' or 'inverse_frequency' class weights in the loss."}
     )
     train_seed: int = field(default=0, metadata={"help": "Seed for reproducible training."})
+    train_max_unreadable_share: float = field(
+        default=0.1,
+        metadata={
+            "help": "A training round whose labelled tasks' images cannot be read for more than this share of them "
+            "fails (listing the task ids in /jobs) instead of training on a silent subset; below it the round "
+            "trains on the rest and reports the ids."
+        },
+    )
     train_semi_supervised: str = field(
         default="none",
         metadata={
@@ -271,6 +312,14 @@ class Settings:
         self.acquisition_defaults  # noqa: B018 (raises ConfigError on a malformed value)
         if self.inference_max_side < 32:
             raise ConfigError(f"INFERENCE_MAX_SIDE must be >= 32, got {self.inference_max_side}")
+        if self.analysis_max_side < 32:
+            raise ConfigError(f"ANALYSIS_MAX_SIDE must be >= 32, got {self.analysis_max_side}")
+        if min(self.max_request_bytes, self.max_image_bytes, self.max_image_pixels) < 1:
+            raise ConfigError("MAX_REQUEST_BYTES, MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS must be >= 1")
+        if self.studio_retries < 0 or self.studio_backoff_s < 0:
+            raise ConfigError("STUDIO_RETRIES and STUDIO_BACKOFF_S must be >= 0")
+        if not 0.0 <= self.train_max_unreadable_share <= 1.0:
+            raise ConfigError(f"TRAIN_MAX_UNREADABLE_SHARE must be in [0, 1], got {self.train_max_unreadable_share}")
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:

@@ -10,8 +10,10 @@ URLs are resolved in this order:
   (the backend must not become a relay into the network it runs in);
 - anything else is a local path, read only inside ``LOCAL_IMAGE_ROOTS``.
 
-Downloads are cached on disk by URL. EXIF orientation is applied, because Label Studio draws masks at
-the image's oriented size.
+Downloads are retried after connection errors and 5xx answers, and cached on disk by URL. Files over
+``MAX_IMAGE_BYTES`` and images over ``MAX_IMAGE_PIXELS`` are refused before they are read whole. EXIF orientation
+is applied, because Label Studio draws masks at the image's oriented size; 16-bit and other non-8-bit images are
+scaled to 8 bits.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import os
 import posixpath
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -29,28 +32,53 @@ import numpy as np
 import requests
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ls_al_backend.config import Settings
 from ls_al_backend.studio import StudioClient, StudioError, read_limited
 
 log = logging.getLogger(__name__)
 
-MAX_IMAGE_BYTES = 64 * 1024 * 1024
 _STUDIO_PREFIXES = ("/data/upload/", "/data/local-files", "data/upload/")
 #: The only Label Studio paths fetched with its token (after normalisation).
 STUDIO_FILE_ROOTS = ("/data/upload/", "/data/local-files/")
+_WIDE_INTEGER_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 
 
 class ImageError(ValueError):
     """A task image cannot be read; the message says why."""
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Encoded image bytes -> ``[H, W, 3]`` uint8 RGB with EXIF orientation applied."""
+def decode_image(data: bytes, max_pixels: int = 50_000_000) -> np.ndarray:
+    """Encoded image bytes -> ``[H, W, 3]`` uint8 RGB with EXIF orientation applied.
+
+    An image over ``max_pixels`` (width x height, read from its header) is refused before its pixels are decoded;
+    16- and 32-bit integer images are scaled to 8 bits by their value range, grayscale and CMYK converted to RGB.
+    """
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > max_pixels:
+                raise ImageError(
+                    f"image is {image.width} x {image.height} = {image.width * image.height} pixels, more than "
+                    f"MAX_IMAGE_PIXELS={max_pixels}"
+                )
             oriented = ImageOps.exif_transpose(image)
+            if oriented.mode in _WIDE_INTEGER_MODES:
+                return _wide_to_rgb(np.asarray(oriented))
             return np.asarray(oriented.convert("RGB"))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # Pillow's own guard, above twice its default limit
+        raise ImageError(f"image is larger than MAX_IMAGE_PIXELS={max_pixels}: {error}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, ImageError):
+            raise
         raise ImageError(f"not a readable image: {error}") from None
+
+
+def _wide_to_rgb(values: np.ndarray) -> np.ndarray:
+    """``[H, W]`` 16/32-bit integer intensities -> ``[H, W, 3]`` uint8, scaled so the type's range maps to 0-255
+    (a 16-bit image by 65535, a 32-bit one by its own maximum)."""
+    values = values.astype(np.float64)
+    top = 65535.0 if values.max(initial=0) <= 65535 else values.max()
+    grey = np.clip(np.round(values / top * 255.0), 0, 255).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def studio_file_url(url: str) -> str:
@@ -85,12 +113,35 @@ class ImageLoader:
         allowed_hosts: tuple[str, ...] = (),
         local_roots: tuple[str, ...] = (),
         timeout_s: float = 30.0,
+        max_bytes: int = 64 * 1024 * 1024,
+        max_pixels: int = 50_000_000,
+        retries: int = 5,
+        backoff_s: float = 0.5,
     ):
         self.cache_dir = Path(cache_dir)
         self.studio = studio
         self.allowed_hosts = {host.lower() for host in allowed_hosts}
         self.local_roots = tuple(Path(root).resolve() for root in local_roots)
         self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self.retries = retries
+        self.backoff_s = backoff_s
+
+    @classmethod
+    def from_settings(cls, settings: Settings, studio: StudioClient | None) -> ImageLoader:
+        """The loader the backend uses: the image settings, and ``studio`` for Label Studio files."""
+        return cls(
+            settings.image_cache_dir,
+            studio=studio,
+            allowed_hosts=settings.allowed_image_hosts,
+            local_roots=settings.local_image_roots,
+            timeout_s=settings.image_timeout_s,
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+            retries=settings.studio_retries,
+            backoff_s=settings.studio_backoff_s,
+        )
 
     def load(self, url: str) -> np.ndarray:
         """Read the image a task names; raise :class:`ImageError` with a clear reason otherwise."""
@@ -98,13 +149,13 @@ class ImageLoader:
             raise ImageError("the task has no image URL")
         url = url.strip()
         if url.startswith(_STUDIO_PREFIXES) or self._is_studio_url(url):
-            return decode_image(self._cached(studio_file_url(url), self._from_studio))
+            return decode_image(self._cached(studio_file_url(url), self._from_studio), self.max_pixels)
         scheme = urlsplit(url).scheme.lower()
         if scheme in ("http", "https"):
-            return decode_image(self._cached(url, self._from_allowed_host))
+            return decode_image(self._cached(url, self._from_allowed_host), self.max_pixels)
         if scheme and len(scheme) > 1:  # s3://, gs://, file://, ... (a one-letter scheme is a Windows drive)
             raise ImageError(f"unsupported image URL scheme {scheme!r} in {url!r}")
-        return decode_image(self._from_local_path(url))
+        return decode_image(self._from_local_path(url), self.max_pixels)
 
     def _is_studio_url(self, url: str) -> bool:
         return self.studio is not None and urlsplit(url).netloc.lower() == self.studio.host
@@ -125,7 +176,7 @@ class ImageLoader:
         if self.studio is None:
             raise ImageError(f"{url!r} is a Label Studio file but LABEL_STUDIO_URL is not set")
         try:
-            return self.studio.download(url, MAX_IMAGE_BYTES)
+            return self.studio.download(url, self.max_bytes)
         except StudioError as error:
             raise ImageError(str(error)) from None
 
@@ -135,14 +186,24 @@ class ImageLoader:
             raise ImageError(
                 f"image host {host!r} is not allowed; add it to ALLOWED_IMAGE_HOSTS to let the backend fetch it"
             )
-        try:
-            response = requests.get(url, timeout=self.timeout_s, stream=True, allow_redirects=False)
-        except requests.RequestException as error:
-            raise ImageError(f"cannot download {url!r}: {error}") from None
+        for attempt in range(self.retries + 1):
+            try:
+                response = requests.get(url, timeout=self.timeout_s, stream=True, allow_redirects=False)
+            except requests.RequestException as error:
+                if attempt == self.retries:
+                    raise ImageError(f"cannot download {url!r}: {error}") from None
+            else:
+                if response.status_code < 500 or attempt == self.retries:
+                    break
+                response.close()
+            time.sleep(self.backoff_s * 2**attempt)
         if response.status_code != 200:
-            raise ImageError(f"downloading {url!r} answered HTTP {response.status_code}")
+            raise ImageError(
+                f"downloading {url!r} answered HTTP {response.status_code}"
+                + (" (redirects are not followed)" if 300 <= response.status_code < 400 else "")
+            )
         try:
-            return read_limited(response, MAX_IMAGE_BYTES)
+            return read_limited(response, self.max_bytes)
         except StudioError as error:
             raise ImageError(f"{url!r}: {error}") from None
 
@@ -153,6 +214,11 @@ class ImageLoader:
                 f"local path {path_text!r} is outside LOCAL_IMAGE_ROOTS; add its folder there to allow reading it"
             )
         try:
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise ImageError(
+                    f"local file {path_text!r} is {size} bytes, more than MAX_IMAGE_BYTES={self.max_bytes}"
+                )
             return path.read_bytes()
         except OSError as error:
             raise ImageError(f"cannot read {path_text!r}: {error.strerror}") from None

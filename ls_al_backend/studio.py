@@ -20,6 +20,8 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from ls_al_backend.config import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -42,12 +44,22 @@ def is_jwt(token: str) -> bool:
 class StudioClient:
     """Authenticated HTTP access to one Label Studio instance."""
 
-    def __init__(self, base_url: str, api_key: str, timeout_s: float = 30.0, session: requests.Session | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        timeout_s: float = 30.0,
+        session: requests.Session | None = None,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+    ):
         if not base_url:
             raise StudioError("LABEL_STUDIO_URL is not set")
         self.base_url = base_url.rstrip("/") + "/"
         self.api_key = api_key
         self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
         self.session = session or requests.Session()
         self._access_token: str | None = None
         self._lock = threading.Lock()
@@ -97,23 +109,29 @@ class StudioClient:
             raise StudioError(f"{method} {url} failed: {error}") from error
         return response
 
-    def call(self, method: str, path: str, retries: int = 5, backoff_s: float = 0.5, **kwargs) -> Any:
-        """JSON API call; connection errors and 5xx answers are retried with exponential backoff.
-
-        A 4xx answer is not retried: it raises :class:`StudioError` with Label Studio's message.
-        """
-        for attempt in range(retries + 1):
+    def request_with_retries(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
+        """:meth:`request`, retried ``retries`` times with exponential backoff (``backoff_s``, doubling) after a
+        connection error or a 5xx answer; the last answer (any status) is returned, or the last error raised."""
+        for attempt in range(self.retries + 1):
             try:
-                response = self.request(method, path, **kwargs)
+                response = self.request(method, path_or_url, **kwargs)
             except StudioError:
-                if attempt == retries:
+                if attempt == self.retries:
                     raise
             else:
-                if response.status_code < 500:
-                    break
-                if attempt == retries:
-                    raise StudioError(f"{method} {path}: HTTP {response.status_code} after {retries + 1} attempts")
-            time.sleep(backoff_s * 2**attempt)
+                if response.status_code < 500 or attempt == self.retries:
+                    return response
+                response.close()
+            log.warning("%s %s: attempt %d failed; retrying", method, path_or_url, attempt + 1)
+            time.sleep(self.backoff_s * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def call(self, method: str, path: str, **kwargs) -> Any:
+        """JSON API call, retried like :meth:`request_with_retries`; an error answer raises :class:`StudioError`
+        with Label Studio's message (a 4xx is never retried)."""
+        response = self.request_with_retries(method, path, **kwargs)
+        if response.status_code >= 500:
+            raise StudioError(f"{method} {path}: HTTP {response.status_code} after {self.retries + 1} attempts")
         if response.status_code >= 400:
             raise StudioError(f"{method} {path}: HTTP {response.status_code}: {response.text[:500]}")
         return response.json() if response.content else None
@@ -131,7 +149,7 @@ class StudioClient:
             params["query"] = json.dumps({"selectedItems": {"all": False, "included": [int(i) for i in task_ids]}})
         page = 1
         while True:
-            response = self.request("GET", "/api/tasks/", params={**params, "page": page})
+            response = self.request_with_retries("GET", "/api/tasks/", params={**params, "page": page})
             if response.status_code == 404:  # past the last page
                 return
             if response.status_code != 200:
@@ -143,10 +161,10 @@ class StudioClient:
                 return
             page += 1
 
-    def set_task_score(self, task: dict[str, Any], field: str, score: float) -> None:
-        """Write ``score`` into ``task.data[field]`` (PATCH replaces the whole ``data`` dict, so send it all)."""
-        data = {**task["data"], field: round(float(score), 6)}
-        self.call("PATCH", f"/api/tasks/{task['id']}/", json={"data": data})
+    def set_task_score(self, task: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Write ``fields`` (e.g. the score and the version that wrote it) into ``task.data`` in one request
+        (PATCH replaces the whole ``data`` dict, so send it all)."""
+        self.call("PATCH", f"/api/tasks/{task['id']}/", json={"data": {**task["data"], **fields}})
 
     def upsert_prediction(self, task_id: int, result: list, score: float, model_version: str) -> None:
         """Store one prediction per (task, model version): update it if it exists, else create it."""
@@ -184,11 +202,26 @@ class StudioClient:
         return int(self.call("POST", "/api/dm/views/", json=body)["id"])
 
     def download(self, path_or_url: str, max_bytes: int) -> bytes:
-        """Bytes of a file served by Label Studio (``/data/upload/...``, ``/data/local-files/?d=...``)."""
-        response = self.request("GET", path_or_url, stream=True)
+        """Bytes of a file served by Label Studio (``/data/upload/...``, ``/data/local-files/?d=...``), retried like
+        :meth:`request_with_retries`; a body over ``max_bytes`` raises :class:`StudioError`."""
+        response = self.request_with_retries("GET", path_or_url, stream=True)
         if response.status_code != 200:
             raise StudioError(f"Label Studio answered HTTP {response.status_code} for {path_or_url}")
         return read_limited(response, max_bytes)
+
+
+def studio_client(settings: Settings) -> StudioClient | None:
+    """The client for ``LABEL_STUDIO_URL`` with the ``LABEL_STUDIO_API_KEY``, timeout and retry settings; None when
+    no Label Studio is configured."""
+    if not settings.label_studio_url:
+        return None
+    return StudioClient(
+        settings.label_studio_url,
+        settings.label_studio_api_key,
+        timeout_s=settings.image_timeout_s,
+        retries=settings.studio_retries,
+        backoff_s=settings.studio_backoff_s,
+    )
 
 
 def read_limited(response: requests.Response, max_bytes: int) -> bytes:

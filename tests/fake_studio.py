@@ -34,10 +34,11 @@ class FakeStudio:
         self.files = files
         self.tasks = {task["id"]: task for task in tasks or []}
         self.predictions: list[dict] = []
+        self.next_prediction_id = 0
         self.views: list[dict] = []
         self.projects: dict[str, dict] = {}
         self.refreshes = 0
-        self.unavailable = 0  # answer this many next API requests with 503
+        self.unavailable = 0  # answer this many next requests (API or file) with 503
         self.valid_access_tokens: set[str] = set()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Authorization header)
         self.lock = threading.Lock()
@@ -79,12 +80,13 @@ class FakeStudio:
                     return self._send(200, {"access": access})
                 if not self._authorised():
                     return self._send(401, {"detail": "Authentication credentials were not provided."})
-                if method == "GET" and self.path in studio.files:
-                    return self._send(200, studio.files[self.path], "application/octet-stream")
                 with studio.lock:
                     if studio.unavailable > 0:
                         studio.unavailable -= 1
                         return self._send(503, {"detail": "unavailable"})
+                if method == "GET" and self.path in studio.files:
+                    return self._send(200, studio.files[self.path], "application/octet-stream")
+                with studio.lock:
                     status, answer = studio.route(method, self.path, body)
                 self._send(status, answer)
 
@@ -97,9 +99,29 @@ class FakeStudio:
             def do_PATCH(self) -> None:
                 self._handle("PATCH")
 
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
+        self._handler = Handler
+        self._serving = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def stop(self) -> None:
+        """Stop answering (connections are refused) until :meth:`restart`, like a Label Studio that went down."""
+        if self._serving:
+            self.server.shutdown()
+            self.server.server_close()
+            self._serving = False
+
+    def restart(self) -> None:
+        """Serve again on the same port, with the same tasks, files and predictions."""
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self._serving = True
 
     def route(self, method: str, path: str, body: object) -> tuple[int, object]:
         url = urlsplit(path)
@@ -123,13 +145,19 @@ class FakeStudio:
         if route == ("GET", "/api/predictions/"):
             return 200, [p for p in self.predictions if str(p["task"]) == query.get("task")]
         if route == ("POST", "/api/predictions/"):
-            prediction = {**body, "id": len(self.predictions) + 1}
+            self.next_prediction_id += 1
+            prediction = {**body, "id": self.next_prediction_id}
             self.predictions.append(prediction)
             return 201, prediction
         if route == ("PATCH", "/api/predictions/<id>/"):
             prediction = next(p for p in self.predictions if p["id"] == number)
             prediction.update(body)
             return 200, prediction
+        if route == ("DELETE", "/api/predictions/<id>/"):
+            if not any(p["id"] == number for p in self.predictions):
+                return 404, {"detail": "Not found."}
+            self.predictions = [p for p in self.predictions if p["id"] != number]
+            return 204, b""
         if route == ("PATCH", "/api/projects/<id>/"):
             version = body.get("model_version")
             if version and not any(p["model_version"] == version for p in self.predictions):
@@ -156,8 +184,8 @@ class FakeStudio:
 
     def __enter__(self) -> FakeStudio:
         self.thread.start()
+        self._serving = True
         return self
 
     def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.stop()

@@ -31,7 +31,7 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
     assert report["command"] == "ls-al-backend " + " ".join(argv)
     assert report["quick"] and report["environment"]["OMP_NUM_THREADS"] == "1"
     results = report["results"]
-    assert list(results) == ["mc", "predict", "scoring", "training", "precision"]
+    assert list(results) == ["mc", "predict", "scoring", "training", "precision", "predict_memory"]
     for name, result in results.items():
         assert "error" not in result and "skipped" not in result, name
         machine = result["machine"]
@@ -56,6 +56,10 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
 
     training = results["training"]
     assert training["images"] == 2 and training["epochs"] == 1 and training["images_per_s"] > 0
+
+    memory = results["predict_memory"]["rows"]
+    assert [(max(row["image_size"]), row["analysis_max_side"]) for row in memory] == [(64, 64), (128, 64), (128, 128)]
+    assert all(row["peak_rss_mib"] >= row["baseline_rss_mib"] > 0 and row["seconds"] > 0 for row in memory)
 
     precision = results["precision"]
     assert [row["variant"].split(" ")[0] for row in precision["rows"]] == ["fp32", "fp32", "auto", "bf16"]

@@ -117,3 +117,53 @@ def test_loaded_images_are_rgb_uint8(tmp_path: Path) -> None:
     Image.new("L", (5, 3), 7).save(path)
     image = ImageLoader(tmp_path, local_roots=(str(tmp_path),)).load(str(path))
     assert image.dtype == np.uint8 and image.shape == (3, 5, 3)
+
+
+def test_16_bit_images_are_scaled_to_8_bits_by_their_range() -> None:
+    values = np.array([[0, 257 * 100], [65535, 257 * 7]], dtype=np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG")
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.shape == (2, 2, 3) and decoded.dtype == np.uint8
+    assert decoded[:, :, 0].tolist() == [[0, 100], [255, 7]]
+
+
+def test_images_over_the_pixel_limit_are_refused_from_their_header() -> None:
+    with pytest.raises(ImageError, match="6 x 4 = 24 pixels, more than MAX_IMAGE_PIXELS=23"):
+        decode_image(png_bytes(6, 4), max_pixels=23)
+
+
+def test_local_files_over_the_size_limit_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png_bytes())
+    loader = ImageLoader(tmp_path / "cache", local_roots=(str(tmp_path),), max_bytes=10)
+    with pytest.raises(ImageError, match="more than MAX_IMAGE_BYTES=10"):
+        loader.load(str(tmp_path / "a.png"))
+
+
+def test_downloads_from_allowed_hosts_are_retried_after_5xx(tmp_path: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    answers = [503, 502, 200]
+
+    class Flaky(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            status = answers.pop(0)
+            body = png_bytes() if status == 200 else b"busy"
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        loader = ImageLoader(tmp_path, allowed_hosts=("127.0.0.1",), retries=2, backoff_s=0.01)
+        assert loader.load(f"http://127.0.0.1:{server.server_address[1]}/a.png").shape == (4, 6, 3)
+        assert answers == []
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -80,6 +80,13 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+#: Caps on what one image may be asked for: an annotator answers tens of queries per image, and every query
+#: region becomes a polygon in the prediction JSON.
+MAX_QUERY_REGIONS = 500
+MAX_QUERY_PIXELS = 2000
+MAX_SUPERPIXELS = 20_000
+
+
 @dataclass(frozen=True)
 class AcquisitionConfig:
     """What to score and how to pick; validated on construction (``ValueError`` with a readable message).
@@ -135,13 +142,13 @@ class AcquisitionConfig:
         _check_range("top_fraction", self.top_fraction, 0.0, 1.0, low_open=True)
         _check_range("superpixel_size", self.superpixel_size, 4, 4096)
         if self.superpixel_count is not None:
-            _check_range("superpixel_count", self.superpixel_count, 1, 1_000_000)
+            _check_range("superpixel_count", self.superpixel_count, 1, MAX_SUPERPIXELS)
         _check_range("nu", self.nu, 0.0, 1e6)
-        _check_range("top_k_regions", self.top_k_regions, 0, 1_000_000)
+        _check_range("top_k_regions", self.top_k_regions, 0, MAX_QUERY_REGIONS)
         if self.budget is not None:
             _check_range("budget", self.budget, 0.0, 1e9)
         _check_range("temperature", self.temperature, 0.0, 1e6, low_open=True)
-        _check_range("top_n_pixels", self.top_n_pixels, 0, 10_000_000)
+        _check_range("top_n_pixels", self.top_n_pixels, 0, MAX_QUERY_PIXELS)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any] | None = None, **overrides: Any) -> AcquisitionConfig:

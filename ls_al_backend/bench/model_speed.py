@@ -252,3 +252,60 @@ def measure_precision(
         "auto_precision": resolve_precision(device, "auto").reason,
         "rows": rows,
     }
+
+
+def _predict_peak(settings: Settings, label_config: str, image: Path) -> dict[str, Any]:
+    """In a fresh process: one ``Backend.predict`` of ``image``; its seconds and the process's peak RSS."""
+    import resource
+
+    backend = Backend(settings)
+    config = parse_label_config(label_config)
+    backend.cache.get("_adhoc", config.class_names)  # load the model before the baseline is read
+    baseline_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    (prediction,) = backend.predict([{"id": 1, "data": {config.image_key: str(image)}}], config, None)
+    seconds = time.perf_counter() - started
+    if not prediction.result:
+        raise RuntimeError(f"no prediction for {image.name} (see the log)")
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"seconds": round(seconds, 2), "baseline_rss_mib": round(baseline_mib), "peak_rss_mib": round(peak_mib)}
+
+
+def measure_predict_memory(
+    settings: Settings, label_config: str, image: Path, sides: Sequence[int], uncapped_sides: Sequence[int]
+) -> dict[str, Any]:
+    """Peak memory of one prediction as the image grows: ``image`` scaled to each longest side in ``sides``, each
+    predicted in its own fresh process with ``ANALYSIS_MAX_SIDE`` as set, and again with no cap for
+    ``uncapped_sides`` (for comparison). The baseline is the process with the model loaded, before the prediction."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from PIL import Image
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ls-al-bench-") as work_dir:
+        source = Image.open(image).convert("RGB")
+        runs = [(side, settings.analysis_max_side) for side in sides]
+        runs += [(side, max(side, settings.analysis_max_side)) for side in uncapped_sides]
+        for side, analysis_max_side in runs:
+            width, height = side, round(side * source.height / source.width)
+            path = Path(work_dir) / f"scene-{side}.png"
+            source.resize((width, height), Image.Resampling.BICUBIC).save(path)
+            run_settings = dataclasses.replace(
+                settings, analysis_max_side=analysis_max_side, local_image_roots=(work_dir,)
+            )
+            with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as executor:
+                measured = executor.submit(_predict_peak, run_settings, label_config, path).result()
+            rows.append(
+                {
+                    "image_size": [height, width],
+                    "megapixels": round(width * height / 1e6, 1),
+                    "analysis_max_side": analysis_max_side,
+                    **measured,
+                    "prediction_rss_mib": measured["peak_rss_mib"] - measured["baseline_rss_mib"],
+                }
+            )
+    return {
+        "what": "one Backend.predict (one task) per fresh process; RSS above the loaded model is the prediction's own",
+        "rows": rows,
+    }

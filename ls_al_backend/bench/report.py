@@ -15,6 +15,7 @@ TITLES = {
     "scoring": "Pool scoring",
     "training": "Training",
     "precision": "Precision and memory layout",
+    "predict_memory": "Memory of one prediction",
 }
 
 
@@ -70,7 +71,14 @@ def render_run(report: dict[str, Any], file_name: str) -> str:
         + f". Settings: {settings}. The model is the untrained v0 (timings do not depend on the weights).\n",
     ]  # fmt: skip
     results = report["results"]
-    renderers = {"mc": _mc, "predict": _predict, "scoring": _scoring, "training": _training, "precision": _precision}
+    renderers = {
+        "mc": _mc,
+        "predict": _predict,
+        "scoring": _scoring,
+        "training": _training,
+        "precision": _precision,
+        "predict_memory": _predict_memory,
+    }
     for name, result in results.items():
         title = TITLES.get(name, name)
         if "error" in result:
@@ -162,6 +170,26 @@ def _precision(result: dict[str, Any]) -> str:
             f"{row['train_speedup']:.2f}",
             f"{row['inference_images_per_s']:.1f}",
             f"{row['inference_speedup']:.2f}",
+        ]
+        for row in result["rows"]
+    ]
+    return intro + "\n" + _table(header, rows)
+
+
+def _predict_memory(result: dict[str, Any]) -> str:
+    intro = (
+        "**Memory of one prediction**: one `Backend.predict` of a CamVid scene scaled up, superpixel mode, each in a "
+        "fresh process; RSS above the process with the model loaded:\n"
+    )
+    header = ["image", "megapixels", "ANALYSIS_MAX_SIDE", "seconds", "prediction RSS (MiB)", "peak RSS (MiB)"]
+    rows = [
+        [
+            f"{row['image_size'][1]}x{row['image_size'][0]}",
+            row["megapixels"],
+            row["analysis_max_side"],
+            row["seconds"],
+            row["prediction_rss_mib"],
+            row["peak_rss_mib"],
         ]
         for row in result["rows"]
     ]

@@ -28,7 +28,7 @@ from PIL import Image
 from ls_al_backend.bench.report import write_report
 from ls_al_backend.config import Settings
 
-MEASUREMENTS = ("mc", "predict", "scoring", "training", "precision")
+MEASUREMENTS = ("mc", "predict", "scoring", "training", "precision", "predict_memory")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Label configs (files in ``--label-configs``): MC dropout and training use the dense one (CamVid masks are dense
@@ -52,6 +52,7 @@ RECORDED_SETTINGS = (
     "train_class_weighting",
     "train_semi_supervised",
     "score_chunk_size",
+    "analysis_max_side",
 )
 #: Environment variables that change speed without being settings; recorded when set.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
@@ -67,8 +68,16 @@ QUICK_OPTIONS: dict[str, Any] = {
     "image_side": 64,
     "precision_size": (64, 64),
     "precision_steps": 1,
+    "memory_sides": (64, 128),
+    "memory_uncapped_sides": (128,),
 }
-QUICK_SETTINGS: dict[str, Any] = {"mc_samples": 2, "train_crop_size": 32, "train_batch_size": 2, "score_chunk_size": 1}
+QUICK_SETTINGS: dict[str, Any] = {
+    "mc_samples": 2,
+    "train_crop_size": 32,
+    "train_batch_size": 2,
+    "score_chunk_size": 1,
+    "analysis_max_side": 64,
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,10 @@ class BenchOptions:
     precision_size: tuple[int, int] = (192, 256)
     """Image size (H, W) of the precision comparison: the issue's 256x192 batches of 8."""
     precision_steps: int = 4
+    memory_sides: tuple[int, ...] = (480, 2000, 4000, 8000)
+    """Longest sides of the images whose one-prediction peak memory is measured (``predict_memory``)."""
+    memory_uncapped_sides: tuple[int, ...] = (4000,)
+    """Of those, the sides measured again without ``ANALYSIS_MAX_SIDE``, for comparison."""
     redis_url: str = DEFAULT_REDIS_URL
     label_configs: Path = Path("label_configs")
     quick: bool = False
@@ -256,6 +269,16 @@ def run_benchmarks(
                     "epochs": options.train_epochs,
                     "steps_per_epoch": options.train_steps_per_epoch,
                     "image_side": options.image_side,
+                },
+                False,
+            ),
+            "predict_memory": (
+                model_speed.measure_predict_memory,
+                {
+                    "label_config": configs[SCORING_CONFIG],
+                    "image": warmup,
+                    "sides": options.memory_sides,
+                    "uncapped_sides": options.memory_uncapped_sides,
                 },
                 False,
             ),

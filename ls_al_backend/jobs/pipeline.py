@@ -33,14 +33,36 @@ from ls_al_backend.studio import StudioClient, StudioError
 
 log = logging.getLogger(__name__)
 
-#: Data Manager filter "no annotations yet" (Label Studio treats "empty" on a count as "equals 0").
-UNLABELLED_FILTER = {"filter": "filter:tasks:total_annotations", "operator": "empty", "type": "Number", "value": True}
-
 Report = Callable[[dict[str, Any]], None]
 
 
 def _no_report(update: dict[str, Any]) -> None:
     pass
+
+
+class UnreadableLabels(RuntimeError):
+    """Too many labelled tasks' images cannot be read: training on the rest would silently drop their labels."""
+
+
+@dataclass(frozen=True)
+class LabelledTasks:
+    """What :meth:`Pipeline.collect_samples` read from a project's tasks (ids are Label Studio task ids)."""
+
+    samples: list[TrainingSample]
+    unlabelled: list[int]
+    labelled: int  # tasks with an annotation to train on
+    unreadable_image: list[int]  # labelled tasks whose image could not be read
+    malformed_annotation: list[int]  # labelled tasks whose annotation could not be read
+
+    def skipped(self) -> dict[str, Any]:
+        """Counts and ids of the labelled tasks left out, for ``/jobs`` and the version's metadata."""
+        return {
+            "labelled_tasks": self.labelled,
+            "unreadable_image": len(self.unreadable_image),
+            "unreadable_image_task_ids": self.unreadable_image,
+            "malformed_annotation": len(self.malformed_annotation),
+            "malformed_annotation_task_ids": self.malformed_annotation,
+        }
 
 
 @dataclass(frozen=True)
@@ -56,9 +78,7 @@ class Pipeline:
     def __init__(self, settings: Settings, backend: Backend | None = None, studio: StudioClient | None = None):
         self.settings = settings
         self.backend = backend or Backend(settings)
-        if studio is None and settings.label_studio_url:
-            studio = StudioClient(settings.label_studio_url, settings.label_studio_api_key)
-        self._studio = studio
+        self._studio = studio or self.backend.studio
 
     @property
     def studio(self) -> StudioClient:
@@ -68,27 +88,33 @@ class Pipeline:
 
     def collect_samples(
         self, tasks: list[dict[str, Any]], config: LabelConfig, report: Report = _no_report
-    ) -> tuple[list[TrainingSample], list[int]]:
-        """Training samples from labelled tasks, and the ids of unlabelled tasks.
-
-        A task whose annotation is malformed or whose image cannot be read is logged and skipped.
-        """
-        samples, unlabelled = [], []
+    ) -> LabelledTasks:
+        """Training samples from labelled tasks, the ids of unlabelled tasks, and the labelled tasks left out
+        (image unreadable, annotation malformed), each logged."""
+        samples, unlabelled, unreadable, malformed = [], [], [], []
+        labelled = 0
         for task in tasks:
             annotation = latest_annotation(task)
             if annotation is None:
                 unlabelled.append(int(task["id"]))
                 continue
+            labelled += 1
             try:
                 image = self.backend.images.load(task.get("data", {}).get(config.image_key))
+            except ImageError as error:
+                log.warning("task %s: left out of training, its image cannot be read: %s", task.get("id"), error)
+                unreadable.append(int(task["id"]))
+                continue
+            try:
                 target = annotation_to_target(annotation.get("result") or [], config, *image.shape[:2])
-            except (ImageError, MalformedAnnotation) as error:
-                log.warning("task %s: skipped for training: %s", task.get("id"), error)
+            except MalformedAnnotation as error:
+                log.warning("task %s: left out of training, malformed annotation: %s", task.get("id"), error)
+                malformed.append(int(task["id"]))
                 continue
             if target.labelled_pixels > 0:
                 samples.append(TrainingSample(task_id=int(task["id"]), image=image, target=target))
             report({"stage": "reading labels", "labelled_tasks": len(samples)})
-        return samples, unlabelled
+        return LabelledTasks(samples, unlabelled, labelled, unreadable, malformed)
 
     def unlabelled_images(
         self, tasks: list[dict[str, Any]], task_ids: list[int], config: LabelConfig, report: Report = _no_report
@@ -126,13 +152,11 @@ class Pipeline:
 
     def initial_network(self, project_id: str, config: LabelConfig) -> SegmentationNet:
         """Warm start from the newest version trained for these classes, else ImageNet weights."""
-        latest = self.backend.models.latest(project_id)
-        if self.settings.train_warm_start and latest > 0:
-            checkpoint = self.backend.models.load(project_id, latest)
-            if checkpoint.class_names == config.class_names:
-                net = SegmentationNet(checkpoint.spec)
-                net.load_state_dict(checkpoint.state_dict)
-                return net
+        checkpoint = self.backend.models.newest_readable(project_id) if self.settings.train_warm_start else None
+        if checkpoint is not None and checkpoint.class_names == config.class_names:
+            net = SegmentationNet(checkpoint.spec)
+            net.load_state_dict(checkpoint.state_dict)
+            return net
         spec = dataclasses.replace(self.backend.cache.base_spec, num_classes=len(config.class_names))
         return build_network(spec, seed=self.settings.train_seed)
 
@@ -147,7 +171,17 @@ class Pipeline:
     ) -> TrainingOutcome:
         """Train on the labelled ones of ``tasks`` (Label Studio task dicts) and save the next version."""
         started = time.time()
-        samples, unlabelled = self.collect_samples(tasks, config, report)
+        labelled = self.collect_samples(tasks, config, report)
+        samples, unlabelled = labelled.samples, labelled.unlabelled
+        report({"skipped_tasks": labelled.skipped()})
+        limit = self.settings.train_max_unreadable_share
+        if labelled.unreadable_image and len(labelled.unreadable_image) > limit * labelled.labelled:
+            raise UnreadableLabels(
+                f"project {project_id}: the images of {len(labelled.unreadable_image)} of {labelled.labelled} "
+                f"labelled tasks cannot be read (task ids {labelled.unreadable_image}), more than "
+                f"TRAIN_MAX_UNREADABLE_SHARE={limit:g}; no version was trained. Fix those images (see the log for "
+                "each reason) or raise the share"
+            )
         if not samples:
             raise ValueError(f"project {project_id} has no usable annotations yet ({len(tasks)} tasks read)")
         net = self.initial_network(project_id, config)
@@ -174,64 +208,84 @@ class Pipeline:
             report,
         )
         pool = self.backend.pool_statistics(result.net, pool_images, config) if pool_images else None
+        metrics = {**result.metrics, "skipped_tasks": labelled.skipped()}
         metadata = {
-            **result.metrics,
+            **metrics,
             "pool_statistics": None if pool is None else pool.to_dict(),
             "labelled_tasks": [sample.task_id for sample in samples],
             "config": dataclasses.asdict(train_config),
             "trained_at": time.time(),
             "seconds": time.time() - started,
         }
+        report({"stage": "saving"})  # the last chance for the job to stop (e.g. its lock was lost)
         version = self.backend.models.save(project_id, result.net, config.class_names, metadata)
         log.info("project %s: saved %s from %d labelled tasks", project_id, version_name(version), len(samples))
         report({"stage": "trained", "version": version_name(version), "unlabelled_tasks": len(unlabelled)})
-        return TrainingOutcome(version, unlabelled, result.metrics)
+        return TrainingOutcome(version, unlabelled, metrics)
 
     def score(
         self, project_id: str, label_config_xml: str, task_ids: list[int], report: Report = _no_report
     ) -> dict[str, Any]:
-        """Predict the given tasks with the newest version and write score + prediction back to Label Studio."""
+        """Predict the given tasks with the newest version and write prediction + score back to Label Studio.
+
+        A task is done when its data carries the score and ``<SCORE_FIELD>_version`` = this version (written
+        together, after the prediction): a rerun skips done tasks, so an interrupted scoring resumes. Returns
+        ``{"scored", "failed": [task ids], "already_scored"}``.
+        """
         config = parse_label_config(label_config_xml)
+        version = version_name(self.backend.cache.get(project_id, config.class_names)[1])
         tasks = {int(task["id"]): task for task in self.studio.iter_tasks(project_id, task_ids=task_ids)}
-        scored, failed = 0, []
+        scored, already, failed = 0, 0, []
         for task_id in task_ids:
             try:
                 if task_id not in tasks:
                     raise StudioError(f"task {task_id} is no longer in project {project_id}")
                 task = tasks[task_id]
+                if (task.get("data") or {}).get(self.version_field) == version:
+                    already += 1
+                    continue
                 prediction = self.backend.predict([task], config, project_id)[0]
                 if not prediction.result:
                     raise ImageError("no prediction (see the log for the reason)")
-                self.studio.set_task_score(task, self.settings.score_field, prediction.score)
                 self.studio.upsert_prediction(task_id, prediction.result, prediction.score, prediction.model_version)
+                self.studio.set_task_score(
+                    task,
+                    {self.settings.score_field: round(prediction.score, 6), self.version_field: version},
+                )
             except (StudioError, ImageError) as error:
                 log.error("task %s: scoring failed: %s", task_id, error)
                 failed.append(task_id)
                 continue
             scored += 1
             report({"stage": "scoring", "scored": scored, "of": len(task_ids)})
-        return {"scored": scored, "failed": failed}
+        return {"scored": scored, "failed": failed, "already_scored": already}
+
+    @property
+    def version_field(self) -> str:
+        """Task data field naming the model version that wrote the task's score."""
+        return f"{self.settings.score_field}_version"
 
     def publish(self, project_id: str, version: int) -> dict[str, Any]:
-        """Point the project at the new version and (re)create the view ordered by the acquisition score."""
+        """Point the project at the new version and (re)create the view ordered by the acquisition score.
+
+        The view lists the unlabelled tasks scored by this version only, so it never mixes the scores of two
+        versions: tasks whose scoring failed (and tasks imported since the round) join it at the next round.
+        """
         field = self.settings.score_field
         version_set = self.studio.set_project_model_version(project_id, version_name(version))
+        unlabelled = {"filter": "filter:tasks:total_annotations", "operator": "empty", "type": "Number", "value": True}
+        scored_by_version = {
+            "filter": f"filter:tasks:data.{self.version_field}",
+            "operator": "equal",
+            "type": "String",
+            "value": version_name(version),
+        }
         view_id = self.studio.ensure_view(
             project_id,
             self.settings.queue_view_title,
             {
                 "ordering": [f"-tasks:data.{field}"],
-                "filters": {
-                    "conjunction": "and",
-                    "items": [
-                        {
-                            "filter": "filter:tasks:total_annotations",
-                            "operator": "empty",
-                            "type": "Number",
-                            "value": True,
-                        }
-                    ],
-                },
+                "filters": {"conjunction": "and", "items": [unlabelled, scored_by_version]},
                 "columnsDisplayType": {f"data.{field}": "Number"},
             },
         )

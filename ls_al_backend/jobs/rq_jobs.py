@@ -139,18 +139,37 @@ def _reporter(job: Job):
     return report
 
 
+class LockLost(RuntimeError):
+    """The training's project lock could not be renewed: another worker may start the same training, so this one
+    stops before it saves a version."""
+
+
 class _Heartbeat:
-    """Keeps a Redis lock alive while a job works; a killed worker stops renewing it."""
+    """Keeps a Redis lock alive while a job works; a killed worker stops renewing it.
+
+    When a renewal fails (the lock expired and was taken, Redis unreachable) the heartbeat stops and records the
+    error; :meth:`check`, called at every progress report of the job, then raises :class:`LockLost`.
+    """
 
     def __init__(self, lock, interval_s: float):
         self.lock = lock
         self.interval_s = interval_s
+        self.error: Exception | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self.lock.reacquire()
+            try:
+                self.lock.reacquire()
+            except Exception as error:  # LockNotOwnedError, a Redis connection error, ...
+                log.error("training lock %s could not be renewed: %r", self.lock.name, error)
+                self.error = error
+                return
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise LockLost(f"the training lock could not be renewed ({self.error!r}); stopped before saving")
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -168,17 +187,23 @@ def train_job(project_id: str) -> dict[str, Any]:
     connection = job.connection
     report = _reporter(job)
     report({"stage": "waiting for the running training of this project"})
-    running = connection.lock(_key(project_id, "running"), timeout=settings.training_lock_ttl_s)
+    # thread_local=False: the heartbeat thread renews it (a thread-local token is invisible to that thread)
+    running = connection.lock(_key(project_id, "running"), timeout=settings.training_lock_ttl_s, thread_local=False)
     running.acquire(blocking=True)
     try:
-        with _Heartbeat(running, max(1.0, settings.training_lock_ttl_s / 3)):
+        with _Heartbeat(running, max(1.0, settings.training_lock_ttl_s / 3)) as heartbeat:
+
+            def report_while_locked(update: dict[str, Any]) -> None:
+                heartbeat.check()
+                report(update)
+
             with connection.lock(_key(project_id, "enqueue"), timeout=10, blocking_timeout=10):
                 if connection.get(_key(project_id, "pending")) == job.id.encode():
                     connection.delete(_key(project_id, "pending"))
                 job.refresh()
             label_config_xml = job.meta["label_config"]
             pipeline = _pipeline(settings)
-            outcome = pipeline.train(project_id, label_config_xml, report)
+            outcome = pipeline.train(project_id, label_config_xml, report_while_locked)
             queue = job_queue(settings, connection)
             chunk_jobs = enqueue_scoring(
                 queue, project_id, label_config_xml, outcome.unlabelled_task_ids, settings.score_chunk_size

@@ -48,7 +48,7 @@ def run_round(pipeline, project_id: str, label_config_xml: str, report) -> dict[
     scored = 0
     for chunk in chunks(outcome.unlabelled_task_ids, pipeline.settings.score_chunk_size):
         summary = pipeline.score(project_id, label_config_xml, chunk, report)
-        scored += summary["scored"]
+        scored += summary["scored"] + summary.get("already_scored", 0)
         failed += summary["failed"]
     published = pipeline.publish(project_id, outcome.version)
     return {**published, "scored": scored, "failed": failed, "metrics": outcome.metrics}

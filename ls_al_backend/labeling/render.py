@@ -24,14 +24,29 @@ def overlay_alpha(uncertainty: np.ndarray, levels: int, max_alpha: int) -> np.nd
     return np.round(steps * (max_alpha / levels)).astype(np.uint8)
 
 
-def class_mask_results(config: LabelConfig, class_map: np.ndarray, confidence: np.ndarray) -> list[Result]:
+def resize_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``[h, w]`` array -> ``[H, W]`` (``size``) by nearest neighbour: each output pixel takes the value of the input
+    pixel under its centre. Masks computed on a scaled-down grid are drawn back at the image's size with it."""
+    height, width = size
+    if values.shape[:2] == (height, width):
+        return values
+    rows = ((np.arange(height) + 0.5) * values.shape[0] / height).astype(np.int64)
+    cols = ((np.arange(width) + 0.5) * values.shape[1] / width).astype(np.int64)
+    return values[rows[:, None], cols[None, :]]
+
+
+def class_mask_results(
+    config: LabelConfig, class_map: np.ndarray, confidence: np.ndarray, image_size: tuple[int, int] | None = None
+) -> list[Result]:
     """One brush region per predicted class on the class BrushLabels tag.
 
-    ``class_map`` ``[H, W]`` int class index; ``confidence`` ``[H, W]`` probability of that class. The
-    region score is the mean confidence over the region.
+    ``class_map`` ``[h, w]`` int class index; ``confidence`` ``[h, w]`` probability of that class. The
+    region score is the mean confidence over the region. Masks are drawn at ``image_size`` (H, W; default the
+    map's own size), scaled up by nearest neighbour from a coarser map.
     """
     if config.class_brush is None:
         return []
+    image_size = image_size or class_map.shape
     results = []
     for index in np.unique(class_map):
         region = class_map == index
@@ -40,7 +55,7 @@ def class_mask_results(config: LabelConfig, class_map: np.ndarray, confidence: n
                 config.class_brush.name,
                 config.image_tag,
                 config.class_names[int(index)],
-                region.astype(np.uint8) * 255,
+                resize_nearest(region.astype(np.uint8) * 255, image_size),
                 score=float(confidence[region].mean()),
             )
         )
@@ -70,34 +85,46 @@ def query_results(
     superpixels: np.ndarray | None = None,
     regions: list[tuple[int, float]] = (),
     pixels: list[tuple[int, int, float]] = (),
+    grid_size: tuple[int, int] | None = None,
 ) -> list[Result]:
     """Query regions, each followed by an empty per-region class answer (linked by id) for the annotator.
 
     ``image_size`` (H, W); ``regions``: (superpixel id, score) in the superpixel modes, outlined from
-    ``superpixels`` ``[H, W]``; ``pixels``: (row, col, score) in point mode.
+    ``superpixels`` ``[h, w]``; ``pixels``: (row, col, score) in point mode. Superpixels and pixels lie on
+    ``grid_size`` (h, w; default ``image_size``), a scaled-down copy of the image whose coordinates are scaled up.
     """
     if config.query is None or config.region_choices is None:
         return []
+    grid_height, grid_width = grid_size or image_size
+    scale_y, scale_x = image_size[0] / grid_height, image_size[1] / grid_width
     label = config.query.labels[0]
     geometry: list[Result] = []
     if config.query_type == "polygonlabels" and superpixels is not None:
         for region_id, score in regions:
-            outline = region_outline(superpixels == region_id)
+            outline = region_outline(superpixels == region_id) * np.array([scale_x, scale_y])
             geometry.append(polygon_result(config.query.name, config.image_tag, label, outline, image_size, score))
     elif config.query_type == "keypointlabels":
         for row, col, score in pixels:
-            geometry.append(keypoint_result(config.query.name, config.image_tag, label, col, row, image_size, score))
+            x, y = (col + 0.5) * scale_x - 0.5, (row + 0.5) * scale_y - 0.5  # the grid pixel's centre
+            geometry.append(keypoint_result(config.query.name, config.image_tag, label, x, y, image_size, score))
     results: list[Result] = []
     for region in geometry:
         results += [region, region_choices_result(config.region_choices, config.image_tag, region["id"], [])]
     return results
 
 
-def overlay_results(config: LabelConfig, uncertainty: np.ndarray, levels: int, max_alpha: int) -> list[Result]:
-    """The graded uncertainty overlay region, when the config has an overlay tag."""
+def overlay_results(
+    config: LabelConfig,
+    uncertainty: np.ndarray,
+    levels: int,
+    max_alpha: int,
+    image_size: tuple[int, int] | None = None,
+) -> list[Result]:
+    """The graded uncertainty overlay region, when the config has an overlay tag; ``uncertainty`` ``[h, w]`` is
+    drawn at ``image_size`` (H, W; default its own size)."""
     if config.overlay is None:
         return []
-    alpha = overlay_alpha(uncertainty, levels, max_alpha)
+    alpha = resize_nearest(overlay_alpha(uncertainty, levels, max_alpha), image_size or uncertainty.shape)
     result = brush_result(
         config.overlay.name, config.image_tag, config.overlay.labels[0], alpha, score=float(uncertainty.mean())
     )

@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^v(\d+)\.pt$")
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be loaded (missing, truncated, corrupt, or not a plain payload)."""
+
+
 def version_name(number: int) -> str:
     return f"v{number}"
 
@@ -112,16 +116,33 @@ class ModelStore:
         return version
 
     def load(self, project_id: str, version: int) -> Checkpoint:
+        """The checkpoint of one version; :class:`CheckpointError` when the file is missing, truncated, corrupt
+        or holds anything but tensors and plain containers."""
         path = self.project_dir(project_id) / f"v{version}.pt"
-        # tensors and plain containers only: loading a checkpoint never runs code from the file
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        return Checkpoint(
-            version=int(payload["version"]),
-            spec=NetworkSpec(**payload["spec"]),
-            class_names=tuple(payload["class_names"]),
-            state_dict=payload["state_dict"],
-            metadata=payload.get("metadata", {}),
-        )
+        try:
+            # tensors and plain containers only: loading a checkpoint never runs code from the file
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            return Checkpoint(
+                version=int(payload["version"]),
+                spec=NetworkSpec(**payload["spec"]),
+                class_names=tuple(payload["class_names"]),
+                state_dict=payload["state_dict"],
+                metadata=payload.get("metadata", {}),
+            )
+        except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError, ...
+            raise CheckpointError(f"{path} cannot be loaded: {type(error).__name__}: {error}") from error
+
+    def newest_readable(self, project_id: str, below: int | None = None) -> Checkpoint | None:
+        """The newest version (below ``below`` if given) whose checkpoint loads; unreadable ones are logged and
+        passed over. None when there is none."""
+        for version in reversed(self.versions(project_id)):
+            if below is not None and version >= below:
+                continue
+            try:
+                return self.load(project_id, version)
+            except CheckpointError as error:
+                log.error("project %s: %s; falling back to an older version", project_id, error)
+        return None
 
 
 class ModelCache:
@@ -156,17 +177,17 @@ class ModelCache:
     def _build(
         self, project_id: str, class_names: tuple[str, ...], latest: int
     ) -> tuple[SegmentationNet, int, dict[str, Any]]:
-        if latest > 0:
-            checkpoint = self.store.load(project_id, latest)
+        checkpoint = self.store.newest_readable(project_id) if latest > 0 else None
+        if checkpoint is not None:
             if checkpoint.class_names == class_names:
                 net = SegmentationNet(checkpoint.spec)
                 net.load_state_dict(checkpoint.state_dict)
-                log.info("project %s: serving model %s", project_id, version_name(latest))
-                return net.to(self.device).eval(), latest, checkpoint.metadata
+                log.info("project %s: serving model %s", project_id, version_name(checkpoint.version))
+                return net.to(self.device).eval(), checkpoint.version, checkpoint.metadata
             log.warning(
                 "project %s: checkpoint %s was trained for classes %s, the label config has %s; serving v0",
                 project_id,
-                version_name(latest),
+                version_name(checkpoint.version),
                 checkpoint.class_names,
                 class_names,
             )

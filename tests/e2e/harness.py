@@ -157,6 +157,12 @@ class LabelStudio:
     def stop(self) -> None:
         self.script("stop", str(self.data_dir))
 
+    def restart(self) -> None:
+        """Start again on the same port and data folder (its SQLite database, uploads and users kept)."""
+        started = self.script("start", str(self.data_dir), self.port, timeout_s=LS_START_TIMEOUT_S)
+        if started.returncode != 0:
+            raise StartError(f"Label Studio did not restart:\n{started.stdout}\n{started.stderr}\n{self.log_tail()}")
+
     def personal_access_token(self) -> str:
         made = self.script("pat", str(self.data_dir), self.port)
         token = made.stdout.strip()
@@ -289,11 +295,15 @@ def backend_command() -> list[str]:
     return [str(script), "serve"]
 
 
-def start_backend(label_studio: LabelStudio, token_kind: str, api_key: str, data_dir: Path) -> RunningBackend:
+def start_backend(
+    label_studio: LabelStudio, token_kind: str, api_key: str, data_dir: Path, settings: dict[str, str] | None = None
+) -> RunningBackend:
+    """``ls-al-backend serve`` against ``label_studio`` with :data:`BACKEND_TEST_SETTINGS`, then ``settings``."""
     port = free_port()
     env = {
         **os.environ,
         **BACKEND_TEST_SETTINGS,
+        **(settings or {}),
         "LABEL_STUDIO_URL": label_studio.url,
         "LABEL_STUDIO_API_KEY": api_key,
         "DATA_DIR": str(data_dir),

@@ -119,4 +119,19 @@ def test_a_training_round_scores_the_unlabelled_tasks(
     assert unlabelled
     for task in unlabelled:
         assert isinstance(task["data"].get(SCORE_FIELD), float), f"task {task['id']} data: {task['data']}"
+        assert task["data"].get(f"{SCORE_FIELD}_version") == version, task["data"]
         assert version in [prediction["model_version"] for prediction in task["predictions"]], task["predictions"]
+
+    # the "Active learning queue" view, as Label Studio itself filters and orders it: this version's scores only
+    view_id = job["result"]["view_id"]
+    queued = studio.get("/api/tasks/", params={"project": project_id, "view": view_id, "page_size": 100})["tasks"]
+    assert {task["id"] for task in queued} == {task["id"] for task in unlabelled}
+    scores = [task["data"][SCORE_FIELD] for task in queued]
+    assert scores == sorted(scores, reverse=True), "most informative first"
+    studio.request(
+        "PATCH",
+        f"/api/tasks/{unlabelled[0]['id']}/",
+        json={"data": {**unlabelled[0]["data"], f"{SCORE_FIELD}_version": "v999"}},
+    )
+    queued = studio.get("/api/tasks/", params={"project": project_id, "view": view_id, "page_size": 100})["tasks"]
+    assert unlabelled[0]["id"] not in {task["id"] for task in queued}, "a task scored by another version is not listed"

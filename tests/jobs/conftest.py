@@ -77,6 +77,7 @@ def job_settings(data_dir: Path, studio_url: str, **overrides) -> Settings:
         "train_batch_size": 2,
         "mc_samples": 2,
         "score_chunk_size": 3,
+        "studio_backoff_s": 0.01,
         **overrides,
     }
     return Settings.from_env({}, **values)

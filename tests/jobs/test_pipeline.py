@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ls_al_backend.jobs.pipeline import Pipeline
+from ls_al_backend.jobs.pipeline import Pipeline, UnreadableLabels
 from ls_al_backend.jobs.runners import run_round
 from ls_al_backend.labeling.config import parse_label_config
 from ls_al_backend.studio import StudioError
@@ -52,20 +52,25 @@ def test_writing_back_twice_creates_no_duplicates(tmp_path, studio) -> None:
 
 
 def test_a_briefly_unreachable_label_studio_is_retried(tmp_path, studio) -> None:
-    pipeline = Pipeline(job_settings(tmp_path, studio.url))
-    pipeline.studio.call("GET", "/api/tasks/1/", backoff_s=0.01)
+    pipeline = Pipeline(job_settings(tmp_path, studio.url, studio_retries=5, studio_backoff_s=0.01))
+    pipeline.studio.call("GET", "/api/tasks/1/")
     studio.unavailable = 3
-    assert pipeline.studio.call("GET", "/api/tasks/1/", backoff_s=0.01)["id"] == 1
+    assert pipeline.studio.call("GET", "/api/tasks/1/")["id"] == 1
+    studio.unavailable = 3
+    assert [task["id"] for task in pipeline.studio.iter_tasks(PROJECT)] == list(range(1, 8)), "task pages too"
+    studio.unavailable = 3
+    assert pipeline.studio.download(next(iter(studio.files)), 10**7), "file downloads too"
     studio.unavailable = 10
+    pipeline.studio.retries = 2
     with pytest.raises(StudioError, match="HTTP 503 after 3 attempts"):
-        pipeline.studio.call("GET", "/api/tasks/1/", retries=2, backoff_s=0.01)
+        pipeline.studio.call("GET", "/api/tasks/1/")
 
 
 def test_scoring_a_task_that_fails_does_not_sink_the_others(tmp_path, studio) -> None:
     pipeline = Pipeline(job_settings(tmp_path, studio.url))
     studio.tasks[5]["data"]["image"] = "/data/upload/5/missing.png"
     summary = pipeline.score(PROJECT, DENSE_XML, [4, 5, 6])
-    assert summary == {"scored": 2, "failed": [5]}
+    assert summary == {"scored": 2, "failed": [5], "already_scored": 0}
 
 
 def test_training_without_annotations_is_a_clear_error(tmp_path, studio) -> None:
@@ -112,3 +117,51 @@ def test_publishing_a_version_without_predictions_still_creates_the_view(tmp_pat
     """Label Studio refuses a project model_version that no prediction carries (e.g. every task labelled)."""
     summary = Pipeline(job_settings(tmp_path, studio.url)).publish(PROJECT, 3)
     assert summary["project_model_version_set"] is False and len(studio.views) == 1
+
+
+def test_a_labelled_task_whose_image_cannot_be_read_is_reported_and_many_fail_the_round(tmp_path, studio) -> None:
+    studio.tasks[2]["data"]["image"] = "/data/upload/5/missing.png"
+    with pytest.raises(UnreadableLabels, match=r"1 of 3 labelled tasks cannot be read \(task ids \[2\]\)"):
+        Pipeline(job_settings(tmp_path, studio.url)).train(PROJECT, DENSE_XML)
+    pipeline = Pipeline(job_settings(tmp_path, studio.url, train_max_unreadable_share=0.5))
+    assert pipeline.backend.models.versions(PROJECT) == [], "the refused round saved nothing"
+    updates = []
+    outcome = pipeline.train(PROJECT, DENSE_XML, updates.append)
+    skipped = outcome.metrics["skipped_tasks"]
+    assert skipped["unreadable_image"] == 1 and skipped["unreadable_image_task_ids"] == [2]
+    assert skipped["labelled_tasks"] == 3
+    assert {"skipped_tasks": skipped} in updates, "reported to /jobs while the round runs"
+    checkpoint = pipeline.backend.models.load(PROJECT, outcome.version)
+    assert checkpoint.metadata["labelled_tasks"] == [1, 3]
+    assert checkpoint.metadata["skipped_tasks"] == skipped
+
+
+def test_a_job_stopped_by_its_report_saves_no_version(tmp_path, studio) -> None:
+    def report(update: dict) -> None:
+        if update.get("stage") == "saving":
+            raise RuntimeError("lock lost")
+
+    pipeline = Pipeline(job_settings(tmp_path, studio.url))
+    with pytest.raises(RuntimeError, match="lock lost"):
+        pipeline.train(PROJECT, DENSE_XML, report)
+    assert pipeline.backend.models.versions(PROJECT) == []
+
+
+def test_an_interrupted_scoring_resumes_and_the_queue_lists_only_this_versions_scores(tmp_path, studio) -> None:
+    pipeline = Pipeline(job_settings(tmp_path, studio.url))
+    outcome = pipeline.train(PROJECT, DENSE_XML)
+    assert pipeline.score(PROJECT, DENSE_XML, [4, 5])["scored"] == 2
+    image = studio.tasks[6]["data"]["image"]
+    studio.tasks[6]["data"]["image"] = "/data/upload/5/missing.png"  # unreadable during the next run only
+    first = pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7])
+    assert first == {"scored": 1, "failed": [6], "already_scored": 2}
+    studio.tasks[6]["data"]["image"] = image
+    assert pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7]) == {"scored": 1, "failed": [], "already_scored": 3}
+    for task_id in (4, 5, 6, 7):
+        assert studio.tasks[task_id]["data"]["al_score_version"] == "v1"
+    assert len(studio.predictions) == 4, "one prediction per task and version"
+    pipeline.publish(PROJECT, outcome.version)
+    (view,) = studio.views
+    assert {"filter": "filter:tasks:data.al_score_version", "operator": "equal", "type": "String", "value": "v1"} in (
+        view["data"]["filters"]["items"]
+    )

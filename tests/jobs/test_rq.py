@@ -16,6 +16,7 @@ from redis import Redis
 from rq import Queue
 
 from ls_al_backend.backend import Backend
+from ls_al_backend.jobs.rq_jobs import LockLost, _Heartbeat
 from ls_al_backend.model.store import ModelStore
 from ls_al_backend.server import create_app
 from tests.jobs.conftest import DENSE_XML, PROJECT, job_settings
@@ -132,3 +133,22 @@ def test_a_worker_killed_mid_training_leaves_the_served_version_and_the_next_tri
     retry = start_worker(redis_settings, burst=True, log_path=log_path)
     assert retry.wait(timeout=300) == 0, log_path.read_text()[-3000:]
     assert store.versions(PROJECT) == [1]
+
+
+def test_the_heartbeat_renews_the_training_lock_and_a_lost_lock_stops_the_job() -> None:
+    connection = Redis.from_url(REDIS_URL)
+    name = f"lsal:test-{uuid.uuid4().hex[:8]}:running"
+    lock = connection.lock(name, timeout=2, thread_local=False)
+    assert lock.acquire(blocking=False)
+    try:
+        with _Heartbeat(lock, interval_s=0.3) as heartbeat:
+            time.sleep(2.5)
+            assert connection.exists(name), "renewed past its 2 s TTL"
+            heartbeat.check()
+            connection.delete(name)  # expired and gone, as far as this worker can tell
+            time.sleep(1.0)
+            assert heartbeat.error is not None
+            with pytest.raises(LockLost, match="could not be renewed"):
+                heartbeat.check()
+    finally:
+        connection.delete(name)

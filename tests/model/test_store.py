@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ls_al_backend.model.network import NetworkSpec, build_network
-from ls_al_backend.model.store import ModelCache, ModelStore
+from ls_al_backend.model.store import CheckpointError, ModelCache, ModelStore
 
 SPEC = NetworkSpec("Unet", "timm-tf_efficientnet_lite0", num_classes=2, head_dropout=0.1, encoder_weights="none")
 CLASSES = ("a", "b")
@@ -64,8 +64,28 @@ def test_a_checkpoint_holding_other_objects_than_tensors_is_refused(tmp_path) ->
     path = tmp_path / "1" / "v1.pt"
     payload = torch.load(path, weights_only=True)
     torch.save({**payload, "metadata": {"note": Payload()}}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="cannot be loaded") as raised:
         store.load("1", 1)
+    assert isinstance(raised.value.__cause__, pickle.UnpicklingError), "the unpickler refused it; nothing ran"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_corrupt_newest_checkpoint_is_passed_over_for_the_previous_version(tmp_path, damage) -> None:
+    store = ModelStore(tmp_path)
+    store.save("1", build_network(SPEC), CLASSES, {"round": 1})
+    store.save("1", build_network(SPEC), CLASSES, {"round": 2})
+    path = tmp_path / "1" / "v2.pt"
+    data = path.read_bytes()
+    damaged = {"truncated": data[: len(data) // 2], "garbage": b"\x00not a checkpoint" * 50, "empty": b""}
+    path.write_bytes(damaged[damage])
+    with pytest.raises(CheckpointError, match="v2.pt cannot be loaded"):
+        store.load("1", 2)
+    assert store.newest_readable("1").metadata == {"round": 1}
+    cache = ModelCache(store, SPEC, torch.device("cpu"))
+    assert cache.get("1", CLASSES)[1] == 1, "predictions go on with the newest readable version"
+    assert cache.metadata("1") == {"round": 1}
+    assert store.save("1", build_network(SPEC), CLASSES, {"round": 3}) == 3, "the corrupt file is never overwritten"
+    assert path.read_bytes() != data
 
 
 def test_metadata_is_stored_as_plain_values(tmp_path) -> None:

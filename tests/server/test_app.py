@@ -288,3 +288,29 @@ def test_every_heuristic_can_drive_predict(client, small_image_path: Path) -> No
         assert item["result"], heuristic
         overlay = next(r for r in item["result"] if r["from_name"] == "uncertainty")
         assert max(rle_to_mask(overlay["value"]["rle"], 72, 96).ravel()) <= 180
+
+
+def test_a_large_image_is_analysed_scaled_down_and_its_masks_drawn_at_full_size(
+    tmp_path: Path, camvid_image_path: Path
+) -> None:
+    from PIL import Image
+
+    path = tmp_path / "large.png"
+    Image.open(camvid_image_path).convert("RGB").resize((300, 200)).save(path)
+    settings = Settings.from_env(
+        {}, data_dir=tmp_path / "data", local_image_roots=(str(tmp_path),), mc_samples=2, analysis_max_side=64
+    )
+    client = make_client(settings)[0]
+    config = (REPO_ROOT / "label_configs" / "superpixel_dominant.xml").read_text()
+    body = predict_body([ls_task(1, str(path))], label_config=config)
+    body["params"]["acquisition"] = {"top_k_regions": 3, "superpixel_size": 8}
+    (item,) = client.post("/predict", json=body).get_json()["results"]
+    brushes = [r for r in item["result"] if r["type"] == "brushlabels"]
+    assert brushes
+    for region in brushes:
+        assert (region["original_width"], region["original_height"]) == (300, 200)
+        assert rle_to_mask(region["value"]["rle"], 200, 300).shape == (200, 300)
+    polygons = [r for r in item["result"] if r["type"] == "polygonlabels"]
+    assert len(polygons) == 3
+    xs = [x for region in polygons for x, _ in region["value"]["points"]]
+    assert 0.0 <= min(xs) and max(xs) <= 100.0 and max(xs) - min(xs) > 5.0, "percent of the full image"
