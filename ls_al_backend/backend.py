@@ -30,6 +30,7 @@ from ls_al_backend.model.network import NetworkSpec, SegmentationNet, select_dev
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.store import ModelCache, ModelStore, version_name
 from ls_al_backend.projects import InvalidProject, ProjectStore, project_id_from
+from ls_al_backend.storage import append_line
 from ls_al_backend.studio import studio_client
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,9 @@ class Backend:
         )
         self.device = select_device(settings.device)
         self.cache = ModelCache(self.models, base_spec, self.device)
-        self.superpixels = SuperpixelCache(directory=settings.data_path / "superpixel-cache")
+        self.superpixels = SuperpixelCache(
+            directory=settings.superpixel_cache_dir, max_disk_bytes=round(settings.superpixel_cache_max_mb * 1e6)
+        )
         AcquisitionConfig.from_mapping(settings.acquisition_defaults)  # fail at start on a bad ACQUISITION
         self._events_lock = threading.Lock()
         self._annotation_events: dict[str, int] = {}
@@ -220,13 +223,10 @@ class Backend:
     # --- events ---
 
     def record_event(self, event: dict[str, Any]) -> None:
-        """Append a webhook event to ``<DATA_DIR>/events.jsonl`` (never loses what Label Studio sent)."""
+        """Append a webhook event to ``<DATA_DIR>/events.jsonl``, rotated at ``EVENT_LOG_MAX_MB`` (the newest kept)."""
         line = json.dumps({"received_at": time.time(), "event": event}, separators=(",", ":"))
         path = self.settings.data_path / "events.jsonl"
-        with self._events_lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as file:
-                file.write(line + "\n")
+        append_line(path, line, round(self.settings.event_log_max_mb * 1e6), self._events_lock)
 
     def handle_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """Record a webhook event and, for training triggers, request training (never trains here)."""

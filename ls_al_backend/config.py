@@ -111,6 +111,21 @@ class Settings:
         default="",
         metadata={"help": "Folder of versioned checkpoints (default DATA_DIR/models); share it with the workers."},
     )
+    image_cache_max_mb: float = field(
+        default=4096.0,
+        metadata={"help": "Size limit of DATA_DIR/image-cache (MB); the least recently used downloads go first."},
+    )
+    superpixel_cache_max_mb: float = field(
+        default=1024.0,
+        metadata={"help": "Size limit of DATA_DIR/superpixel-cache (MB); the least recently used maps go first."},
+    )
+    event_log_max_mb: float = field(
+        default=64.0,
+        metadata={
+            "help": "DATA_DIR/events.jsonl is renamed events.jsonl.1 (replacing the previous one) once it reaches "
+            "this size (MB): the two files keep the newest webhook events."
+        },
+    )
     # --- model ---
     model_arch: str = field(default="Unet", metadata={"help": "segmentation-models-pytorch architecture."})
     model_encoder: str = field(default="timm-tf_efficientnet_lite0", metadata={"help": "Encoder name."})
@@ -220,6 +235,13 @@ class Settings:
     score_chunk_size: int = field(
         default=25, metadata={"help": "Unlabelled tasks per scoring job (several workers share a large pool)."}
     )
+    keep_prediction_versions: int = field(
+        default=2,
+        metadata={
+            "help": "Predictions of at most this many model versions (the newest, named v<N>) are kept per task; "
+            "scoring deletes older ones of this backend, so Label Studio's database does not grow every round."
+        },
+    )
     score_field: str = field(
         default="al_score", metadata={"help": "Task data field that receives the acquisition score."}
     )
@@ -253,6 +275,10 @@ class Settings:
     @property
     def image_cache_dir(self) -> Path:
         return self.data_path / "image-cache"
+
+    @property
+    def superpixel_cache_dir(self) -> Path:
+        return self.data_path / "superpixel-cache"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -316,6 +342,10 @@ class Settings:
             raise ConfigError(f"ANALYSIS_MAX_SIDE must be >= 32, got {self.analysis_max_side}")
         if min(self.max_request_bytes, self.max_image_bytes, self.max_image_pixels) < 1:
             raise ConfigError("MAX_REQUEST_BYTES, MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS must be >= 1")
+        if min(self.image_cache_max_mb, self.superpixel_cache_max_mb, self.event_log_max_mb) <= 0:
+            raise ConfigError("IMAGE_CACHE_MAX_MB, SUPERPIXEL_CACHE_MAX_MB and EVENT_LOG_MAX_MB must be > 0")
+        if self.keep_prediction_versions < 1:
+            raise ConfigError(f"KEEP_PREDICTION_VERSIONS must be >= 1, got {self.keep_prediction_versions}")
         if self.studio_retries < 0 or self.studio_backoff_s < 0:
             raise ConfigError("STUDIO_RETRIES and STUDIO_BACKOFF_S must be >= 0")
         if not 0.0 <= self.train_max_unreadable_share <= 1.0:

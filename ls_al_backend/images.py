@@ -33,6 +33,7 @@ import requests
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ls_al_backend.config import Settings
+from ls_al_backend.storage import FolderBudget
 from ls_al_backend.studio import StudioClient, StudioError, read_limited
 
 log = logging.getLogger(__name__)
@@ -117,8 +118,10 @@ class ImageLoader:
         max_pixels: int = 50_000_000,
         retries: int = 5,
         backoff_s: float = 0.5,
+        cache_max_bytes: int = 4 * 1024**3,
     ):
         self.cache_dir = Path(cache_dir)
+        self.cache_budget = FolderBudget(self.cache_dir, cache_max_bytes)
         self.studio = studio
         self.allowed_hosts = {host.lower() for host in allowed_hosts}
         self.local_roots = tuple(Path(root).resolve() for root in local_roots)
@@ -141,6 +144,7 @@ class ImageLoader:
             max_pixels=settings.max_image_pixels,
             retries=settings.studio_retries,
             backoff_s=settings.studio_backoff_s,
+            cache_max_bytes=round(settings.image_cache_max_mb * 1e6),
         )
 
     def load(self, url: str) -> np.ndarray:
@@ -162,14 +166,20 @@ class ImageLoader:
 
     def _cached(self, url: str, fetch) -> bytes:
         path = self.cache_dir / hashlib.sha256(url.encode()).hexdigest()
-        if path.exists():
-            return path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:  # never downloaded, or pruned from the cache
+            pass
+        else:
+            self.cache_budget.used(path)
+            return data
         data = fetch(url)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self.cache_dir, prefix=".download-")
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)
+        self.cache_budget.added(len(data))
         return data
 
     def _from_studio(self, url: str) -> bytes:

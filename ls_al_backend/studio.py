@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -166,8 +167,14 @@ class StudioClient:
         (PATCH replaces the whole ``data`` dict, so send it all)."""
         self.call("PATCH", f"/api/tasks/{task['id']}/", json={"data": {**task["data"], **fields}})
 
-    def upsert_prediction(self, task_id: int, result: list, score: float, model_version: str) -> None:
-        """Store one prediction per (task, model version): update it if it exists, else create it."""
+    def upsert_prediction(
+        self, task_id: int, result: list, score: float, model_version: str, keep_versions: int | None = None
+    ) -> int:
+        """Store one prediction per (task, model version): update it if it exists, else create it.
+
+        With ``keep_versions``, the task's predictions from versions named ``v<N>`` (this backend's) other than the
+        ``keep_versions`` newest, ``model_version`` always among them, are deleted; returns how many were.
+        """
         existing = self.call("GET", "/api/predictions/", params={"task": task_id})
         items = existing.get("results", existing) if isinstance(existing, dict) else existing or []
         body = {"task": task_id, "result": result, "score": float(score), "model_version": model_version}
@@ -176,6 +183,15 @@ class StudioClient:
             self.call("PATCH", f"/api/predictions/{same_version[0]['id']}/", json=body)
         else:
             self.call("POST", "/api/predictions/", json=body)
+        if keep_versions is None:
+            return 0
+        numbers = {number for item in items if (number := version_number(item.get("model_version"))) is not None}
+        current = version_number(model_version)
+        kept = set(sorted(numbers | {current} - {None})[-keep_versions:]) | {current}
+        stale = [item for item in items if version_number(item.get("model_version")) not in kept | {None}]
+        for item in stale:
+            self.call("DELETE", f"/api/predictions/{item['id']}/")
+        return len(stale)
 
     def set_project_model_version(self, project_id: str, model_version: str) -> bool:
         """Make ``model_version`` the project's current version; False when Label Studio refuses it.
@@ -208,6 +224,12 @@ class StudioClient:
         if response.status_code != 200:
             raise StudioError(f"Label Studio answered HTTP {response.status_code} for {path_or_url}")
         return read_limited(response, max_bytes)
+
+
+def version_number(model_version: object) -> int | None:
+    """N of a model version named ``v<N>`` (this backend's naming), else None (another model's prediction)."""
+    match = re.fullmatch(r"v(\d+)", model_version) if isinstance(model_version, str) else None
+    return int(match.group(1)) if match else None
 
 
 def studio_client(settings: Settings) -> StudioClient | None:

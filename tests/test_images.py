@@ -167,3 +167,14 @@ def test_downloads_from_allowed_hosts_are_retried_after_5xx(tmp_path: Path) -> N
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_download_cache_stays_under_its_limit(tmp_path: Path) -> None:
+    files = {f"/data/upload/3/{index}.png": png_bytes(40 + index, 30) for index in range(12)}
+    limit = 3 * len(files["/data/upload/3/0.png"])
+    with FakeStudio(files) as studio:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(studio.url, LEGACY_TOKEN), cache_max_bytes=limit)
+        for path in files:
+            loader.load(path)
+            assert loader.cache_budget.size() <= limit
+        assert loader.load("/data/upload/3/0.png").shape == (30, 40, 3), "an evicted file is downloaded again"

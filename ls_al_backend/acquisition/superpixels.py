@@ -23,6 +23,8 @@ from skimage.color import rgb2gray
 from skimage.filters import sobel
 from skimage.segmentation import felzenszwalb, quickshift, slic, watershed
 
+from ls_al_backend.storage import FolderBudget
+
 SuperpixelMethod = Callable[[np.ndarray, int, dict[str, Any]], np.ndarray]
 
 
@@ -146,11 +148,14 @@ class SuperpixelCache:
     Lookups return a copy, so callers may modify what they get. ``hits`` / ``misses`` count lookups.
     """
 
-    def __init__(self, max_items: int = 256, directory: str | Path | None = None) -> None:
+    def __init__(
+        self, max_items: int = 256, directory: str | Path | None = None, max_disk_bytes: int = 1024**3
+    ) -> None:
         if max_items < 0:
             raise ValueError(f"max_items must be >= 0, got {max_items}")
         self.max_items = max_items
         self.directory = None if directory is None else Path(directory)
+        self.disk_budget = None if self.directory is None else FolderBudget(self.directory, max_disk_bytes)
         self._items: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
@@ -180,8 +185,8 @@ class SuperpixelCache:
                 self.hits += 1
                 return cached.copy()
         path = None if self.directory is None else self.directory / f"{key}.npy"
-        if path is not None and path.is_file():
-            labels = np.load(path, allow_pickle=False)
+        labels = self._from_disk(path)
+        if labels is not None:
             with self._lock:
                 self.hits += 1
         else:
@@ -193,8 +198,20 @@ class SuperpixelCache:
                 temporary = path.with_name(f"{path.stem}.{threading.get_ident()}.tmp.npy")
                 np.save(temporary, labels, allow_pickle=False)
                 temporary.replace(path)
+                self.disk_budget.added(path.stat().st_size)
         self._remember(key, labels)
         return labels.copy()
+
+    def _from_disk(self, path: Path | None) -> np.ndarray | None:
+        """The map stored at ``path`` (marked as just used), or None when absent (never stored, or pruned)."""
+        if path is None:
+            return None
+        try:
+            labels = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        self.disk_budget.used(path)
+        return labels
 
     def clear(self) -> None:
         """Forget the in-memory entries (files on disk stay)."""

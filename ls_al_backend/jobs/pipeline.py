@@ -247,7 +247,13 @@ class Pipeline:
                 prediction = self.backend.predict([task], config, project_id)[0]
                 if not prediction.result:
                     raise ImageError("no prediction (see the log for the reason)")
-                self.studio.upsert_prediction(task_id, prediction.result, prediction.score, prediction.model_version)
+                self.studio.upsert_prediction(
+                    task_id,
+                    prediction.result,
+                    prediction.score,
+                    prediction.model_version,
+                    keep_versions=self.settings.keep_prediction_versions,
+                )
                 self.studio.set_task_score(
                     task,
                     {self.settings.score_field: round(prediction.score, 6), self.version_field: version},

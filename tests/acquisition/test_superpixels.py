@@ -95,3 +95,16 @@ def test_lru_evicts_and_unknown_method_is_refused() -> None:
         compute_superpixels(a, "voronoi")
     with pytest.raises(ValueError, match="RGB"):
         compute_superpixels(np.zeros((4, 4, 5), np.uint8))
+
+
+def test_the_disk_cache_stays_under_its_limit(tmp_path) -> None:
+    images = [smooth_image(32, 40, seed) for seed in range(8)]
+    one_file = SuperpixelCache(directory=tmp_path / "probe")
+    one_file.get(images[0], "slic", 8)
+    (probe,) = (tmp_path / "probe").glob("*.npy")
+    limit = 3 * probe.stat().st_size
+    cache = SuperpixelCache(max_items=0, directory=tmp_path / "cache", max_disk_bytes=limit)
+    for image in images:
+        cache.get(image, "slic", 8)
+        assert cache.disk_budget.size() <= limit
+    assert np.array_equal(cache.get(images[0], "slic", 8), compute_superpixels(images[0], "slic", 8))

@@ -3,7 +3,8 @@
 A Label Studio of its own (the session's one keeps serving the other tests) is stopped while our backend trains;
 the round fails cleanly (``/jobs`` says why, the trained version is kept), and after Label Studio restarts on the
 same port and database the next trigger completes the round. No annotation is lost, and the pool ends up scored
-by the new version.
+by the new version. A third round then shows that older versions' predictions are deleted
+(``KEEP_PREDICTION_VERSIONS=1``).
 """
 
 from __future__ import annotations
@@ -76,7 +77,13 @@ def test_label_studio_stopped_mid_round_then_restarted(
         LEGACY_TOKEN,
         tmp_path / "backend",
         # 10 epochs of 10 steps, each reported: Label Studio stops during them; short retries: the outage outlasts them
-        {"TRAIN_EPOCHS": "10", "TRAIN_MIN_STEPS": "100", "STUDIO_RETRIES": "2", "STUDIO_BACKOFF_S": "0.2"},
+        {
+            "TRAIN_EPOCHS": "10",
+            "TRAIN_MIN_STEPS": "100",
+            "STUDIO_RETRIES": "2",
+            "STUDIO_BACKOFF_S": "0.2",
+            "KEEP_PREDICTION_VERSIONS": "1",
+        },
     )
     try:
         first = post_training(backend, project)
@@ -107,5 +114,14 @@ def test_label_studio_stopped_mid_round_then_restarted(
             "/api/tasks/", params={"project": project["id"], "view": finished["result"]["view_id"], "page_size": 100}
         )["tasks"]
         assert {task["id"] for task in queued} == {task["id"] for task in unlabelled}
+
+        # one more round: with KEEP_PREDICTION_VERSIONS=1 Label Studio keeps only the newest version's predictions
+        third = post_training(backend, project)
+        assert wait_until(lambda: job(backend, third)["status"] in ("finished", "failed"), ROUND_TIMEOUT_S)
+        assert job(backend, third)["status"] == "finished", job(backend, third)["error"]
+        newest = job(backend, third)["result"]["model_version"]
+        for task in unlabelled:
+            kept = [prediction["model_version"] for prediction in studio.predictions(task["id"])]
+            assert kept == [newest], f"task {task['id']}: {kept}"
     finally:
         backend.stop()

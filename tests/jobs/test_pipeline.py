@@ -165,3 +165,13 @@ def test_an_interrupted_scoring_resumes_and_the_queue_lists_only_this_versions_s
     assert {"filter": "filter:tasks:data.al_score_version", "operator": "equal", "type": "String", "value": "v1"} in (
         view["data"]["filters"]["items"]
     )
+
+
+def test_each_task_keeps_the_predictions_of_the_newest_versions_only(tmp_path, studio) -> None:
+    pipeline = Pipeline(job_settings(tmp_path, studio.url, keep_prediction_versions=2))
+    studio.predictions.append({"id": 999, "task": 4, "result": [], "score": 0.5, "model_version": "another-model"})
+    for _ in range(3):
+        run_round(pipeline, PROJECT, DENSE_XML, lambda update: None)
+    for task_id in (4, 5, 6, 7):
+        kept = sorted(p["model_version"] for p in studio.predictions if p["task"] == task_id)
+        assert kept == (["another-model", "v2", "v3"] if task_id == 4 else ["v2", "v3"]), task_id
