@@ -202,7 +202,7 @@ class Backend:
         scores = score_image(summary, analysed, acquisition, cache=self.superpixels, **pool)
         confidence, class_map = summary.deterministic.max(dim=0)  # the analysed grid, dropout off
         maximum = heuristic_maximum(acquisition.heuristic, len(config.class_names))
-        scale = 1.0 / maximum if maximum else 1.0  # scores in [0, 1] when the heuristic is bounded
+        scale = 1.0 / maximum  # task, region and pixel scores in [0, 1]
         overlay = overlay_scale(scores.score_map, maximum)
         result = class_mask_results(config, class_map.cpu().numpy(), confidence.cpu().numpy(), image_size)
         result += overlay_results(
@@ -271,15 +271,7 @@ def analysis_image(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BOX))
 
 
-def overlay_scale(score_map, maximum: float | None):
-    """``[H, W]`` heuristic map -> numpy ``[H, W]`` in [0, 1] for the overlay.
-
-    Divided by the heuristic's maximum when it has one, so the overlay is comparable across images (a
-    confident image stays pale); otherwise stretched min-max within the image.
-    """
-    if maximum is None:
-        low, high = score_map.min(), score_map.max()
-        scaled = (score_map - low) / (high - low) if high > low else score_map * 0
-    else:
-        scaled = score_map / maximum
-    return scaled.clamp(0.0, 1.0).cpu().numpy()
+def overlay_scale(score_map, maximum: float):
+    """``[H, W]`` heuristic map -> numpy ``[H, W]`` in [0, 1] for the overlay: divided by the heuristic's maximum,
+    so the overlay is comparable across images (a confident image stays pale)."""
+    return (score_map / maximum).clamp(0.0, 1.0).cpu().numpy()

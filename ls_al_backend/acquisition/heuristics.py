@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -212,42 +213,64 @@ def random_scores(summary: MCSummary, generator: torch.Generator | None = None) 
     return values.to(summary.sum_probs.device)
 
 
-HEURISTICS: dict[str, Heuristic] = {
-    "softmax_entropy": softmax_entropy,
-    "predictive_entropy": predictive_entropy,
-    "mc_variance": mc_variance,
-    "bald": bald,
-    "least_confidence": least_confidence,
-    "variation_ratio": variation_ratio,
-    "bvsb_ratio": bvsb_ratio,
-    "bvsb_margin": bvsb_margin,
-    "vote_entropy": vote_entropy,
-    "mean_kl": mean_kl,
-    "balanced_entropy": balanced_entropy,
-    "random": random_scores,
+@dataclass(frozen=True)
+class HeuristicRecord:
+    """Everything the rest of the code knows about one heuristic.
+
+    Attributes:
+        name: its public name (``params.acquisition.heuristic``).
+        function: ``MCSummary -> [H, W]`` float32 score map; HIGHER = MORE INFORMATIVE for every heuristic.
+        maximum: the largest value it can take for ``C`` classes (scores are divided by it so that task, region
+            and pixel scores lie in [0, 1], and the overlay is comparable across images).
+        stochastic: it draws random numbers and accepts a ``generator`` keyword (bound by :func:`get_heuristic`).
+    """
+
+    name: str
+    function: Heuristic
+    maximum: Callable[[int], float]
+    stochastic: bool = False
+
+    def __post_init__(self) -> None:
+        for classes in (2, 3, 19):
+            top = self.maximum(classes)
+            if not (isinstance(top, (int, float)) and math.isfinite(top) and top > 0):
+                raise ValueError(f"heuristic {self.name!r}: maximum({classes}) must be a positive number, got {top!r}")
+
+
+def _log_classes(classes: int) -> float:
+    return math.log(max(2, classes))
+
+
+def _one_minus_inverse(classes: int) -> float:
+    return 1.0 - 1.0 / max(2, classes)
+
+
+#: Every heuristic, by name. A new one is one :class:`HeuristicRecord` here (its maximum is required).
+HEURISTIC_RECORDS: dict[str, HeuristicRecord] = {
+    record.name: record
+    for record in (
+        HeuristicRecord("softmax_entropy", softmax_entropy, _log_classes),
+        HeuristicRecord("predictive_entropy", predictive_entropy, _log_classes),
+        HeuristicRecord("mc_variance", mc_variance, lambda classes: 0.25),
+        HeuristicRecord("bald", bald, _log_classes),
+        HeuristicRecord("least_confidence", least_confidence, _one_minus_inverse),
+        HeuristicRecord("variation_ratio", variation_ratio, _one_minus_inverse),
+        HeuristicRecord("bvsb_ratio", bvsb_ratio, lambda classes: 1.0),
+        HeuristicRecord("bvsb_margin", bvsb_margin, lambda classes: 1.0),
+        HeuristicRecord("vote_entropy", vote_entropy, _log_classes),
+        HeuristicRecord("mean_kl", mean_kl, _log_classes),
+        HeuristicRecord("balanced_entropy", balanced_entropy, lambda classes: 2.0),
+        HeuristicRecord("random", random_scores, lambda classes: 1.0, stochastic=True),
+    )
 }
 
-#: Heuristics that accept a ``generator`` keyword (bound by :func:`get_heuristic`).
-STOCHASTIC_HEURISTICS: frozenset[str] = frozenset({"random"})
+#: name -> score function, read from :data:`HEURISTIC_RECORDS`.
+HEURISTICS: dict[str, Heuristic] = {name: record.function for name, record in HEURISTIC_RECORDS.items()}
 
 
-def heuristic_maximum(heuristic: str, num_classes: int) -> float | None:
-    """The largest value a heuristic can take for ``num_classes`` classes, or None when it has no fixed maximum."""
-    log_c = math.log(max(2, num_classes))
-    return {
-        "softmax_entropy": log_c,
-        "predictive_entropy": log_c,
-        "bald": log_c,
-        "mean_kl": log_c,
-        "vote_entropy": log_c,
-        "least_confidence": 1.0 - 1.0 / num_classes,
-        "variation_ratio": 1.0 - 1.0 / num_classes,
-        "bvsb_ratio": 1.0,
-        "bvsb_margin": 1.0,
-        "mc_variance": 0.25,
-        "balanced_entropy": 2.0,
-        "random": 1.0,
-    }.get(heuristic)
+def heuristic_maximum(heuristic: str, num_classes: int) -> float:
+    """The largest value a heuristic can take for ``num_classes`` classes (``KeyError`` for an unknown name)."""
+    return HEURISTIC_RECORDS[heuristic].maximum(num_classes)
 
 
 def get_heuristic(name: str, generator: torch.Generator | None = None) -> Heuristic:
@@ -259,6 +282,6 @@ def get_heuristic(name: str, generator: torch.Generator | None = None) -> Heuris
         heuristic = HEURISTICS[name]
     except KeyError:
         raise KeyError(f"unknown heuristic {name!r}; known: {', '.join(sorted(HEURISTICS))}") from None
-    if name in STOCHASTIC_HEURISTICS:
+    if HEURISTIC_RECORDS[name].stochastic:
         return functools.partial(heuristic, generator=generator)
     return heuristic

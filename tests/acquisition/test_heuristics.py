@@ -11,10 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ls_al_backend.acquisition.heuristics import (
+    HEURISTIC_RECORDS,
     HEURISTICS,
+    HeuristicRecord,
     balanced_entropy_from_moments,
     bald,
     get_heuristic,
+    heuristic_maximum,
     mean_kl,
     random_scores,
     softmax_entropy,
@@ -23,29 +26,18 @@ from ls_al_backend.acquisition.mc import MCSummary
 
 from .strategies import mc_probs, uniform_probs
 
-DETERMINISTIC = sorted(set(HEURISTICS) - {"random"})
+DETERMINISTIC = sorted(name for name, record in HEURISTIC_RECORDS.items() if not record.stochastic)
 
 
 def summarize(probs: torch.Tensor) -> MCSummary:
     return MCSummary.from_samples(probs, deterministic=probs[0])
 
 
-def upper_bound(name: str, t: int, c: int) -> float:
-    """Largest value each bounded heuristic can take (balanced_entropy: its clamp)."""
-    return {
-        "softmax_entropy": math.log(c),
-        "predictive_entropy": math.log(c),
-        "mc_variance": 0.25,
-        "bald": math.log(c),
-        "least_confidence": 1.0 - 1.0 / c,
-        "variation_ratio": 1.0 - 1.0 / c,
-        "bvsb_ratio": 1.0,
-        "bvsb_margin": 1.0,
-        "vote_entropy": math.log(min(c, t)),
-        "mean_kl": math.log(c),
-        "balanced_entropy": 2.0,
-        "random": 1.0,
-    }[name]
+def test_registering_a_heuristic_without_a_usable_maximum_is_an_error() -> None:
+    with pytest.raises(TypeError, match="maximum"):
+        HeuristicRecord("no_maximum", bald)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="'unbounded': maximum\\(2\\) must be a positive number"):
+        HeuristicRecord("unbounded", bald, lambda classes: math.inf)
 
 
 def test_registry_names() -> None:
@@ -67,7 +59,7 @@ def test_shape_dtype_and_range(probs: torch.Tensor) -> None:
         assert scores.shape == (h, w) and scores.dtype == torch.float32, name
         assert torch.isfinite(scores).all(), name
         assert scores.min() >= -1e-6, name
-        assert scores.max() <= upper_bound(name, t, c) + 1e-5, name
+        assert scores.max() <= heuristic_maximum(name, c) + 1e-5, name
 
 
 @settings(max_examples=30, deadline=None)
@@ -75,7 +67,7 @@ def test_shape_dtype_and_range(probs: torch.Tensor) -> None:
 def test_uniform_predictions_attain_the_maximum(t: int, c: int, h: int, w: int) -> None:
     summary = summarize(uniform_probs(t, c, h, w))
     for name in ("softmax_entropy", "predictive_entropy", "least_confidence", "bvsb_ratio", "bvsb_margin"):
-        expected = torch.full((h, w), upper_bound(name, t, c))
+        expected = torch.full((h, w), heuristic_maximum(name, c))
         torch.testing.assert_close(HEURISTICS[name](summary), expected, atol=1e-5, rtol=1e-5, msg=name)
 
 
