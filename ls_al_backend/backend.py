@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
@@ -51,6 +51,12 @@ MODE_ACQUISITION_DEFAULTS: dict[QueryMode, dict[str, Any]] = {
         "pixel_selection": "pixelpick",  # random among the top 5 %: spread out, unlike the 10 top pixels
     },
 }
+
+
+class TrainingRequests(Protocol):
+    """What the backend asks of a job runner (:class:`ls_al_backend.jobs.runners.JobRunner` provides it)."""
+
+    def request_training(self, project_id: str, label_config_xml: str, reason: str) -> dict[str, Any]: ...
 
 
 class UnknownProject(LookupError):
@@ -93,20 +99,9 @@ class Backend:
         AcquisitionConfig.from_mapping(settings.acquisition_defaults)  # fail at start on a bad ACQUISITION
         self._events_lock = threading.Lock()
         self._annotation_events: dict[str, int] = {}
-        self._runner = None
-
-    @property
-    def runner(self):
-        """The job runner (created on first use, so merely building a Backend starts no thread)."""
-        if self._runner is None:
-            from ls_al_backend.jobs.pipeline import Pipeline
-            from ls_al_backend.jobs.runners import EmbeddedRunner, make_runner
-
-            if self.settings.redis_url:
-                self._runner = make_runner(self.settings)
-            else:
-                self._runner = EmbeddedRunner(self.settings, lambda settings: Pipeline(settings, backend=self))
-        return self._runner
+        #: Takes training requests (``request_training``) and lists jobs; set where the server is wired
+        #: (:func:`ls_al_backend.server.create_app`), so this module never imports the job runners.
+        self.runner: TrainingRequests | None = None
 
     # --- setup ---
 
@@ -250,6 +245,8 @@ class Backend:
             self._annotation_events[project_id] = count
             if count % self.settings.train_every_n_annotations:
                 return {"status": "counted", "action": action, "annotation_events": count}
+        if self.runner is None:
+            raise RuntimeError("no job runner is attached to this backend (see server.create_app)")
         job = self.runner.request_training(project_id, label_config_xml, reason=action)
         return {"status": "queued", "action": action, **job}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ls_al_backend.config import ConfigError, Settings
-from ls_al_backend.model.training import TrainConfig
+from ls_al_backend.jobs.pipeline import train_config_from
 from tests.conftest import REPO_ROOT
 
 
@@ -44,11 +44,11 @@ def test_bad_values_are_refused_with_the_variable_name(environ: dict, message: s
 
 
 def test_the_mean_teacher_is_off_by_default_and_its_settings_reach_the_train_config() -> None:
-    assert TrainConfig.from_settings(Settings.from_env({})).semi_supervised == "none"
+    assert train_config_from(Settings.from_env({})).semi_supervised == "none"
     settings = Settings.from_env(
         {"TRAIN_SEMI_SUPERVISED": "mean_teacher", "TRAIN_EMA_MOMENTUM": "0.9", "TRAIN_UNLABELLED_LIMIT": "20"}
     )
-    config = TrainConfig.from_settings(settings)
+    config = train_config_from(settings)
     assert (config.semi_supervised, config.ema_momentum, settings.train_unlabelled_limit) == ("mean_teacher", 0.9, 20)
 
 
@@ -59,9 +59,9 @@ def test_readme_documents_every_setting() -> None:
 
 
 def test_the_training_rule_and_precision_settings_reach_the_train_config() -> None:
-    defaults = TrainConfig.from_settings(Settings.from_env({}))
+    defaults = train_config_from(Settings.from_env({}))
     assert (defaults.min_steps, defaults.precision, defaults.val_fraction) == (200, "auto", 0.0)
-    config = TrainConfig.from_settings(Settings.from_env({"TRAIN_MIN_STEPS": "7", "PRECISION": "fp32"}))
+    config = train_config_from(Settings.from_env({"TRAIN_MIN_STEPS": "7", "PRECISION": "fp32"}))
     assert (config.min_steps, config.precision) == (7, "fp32")
     with pytest.raises(ConfigError, match="PRECISION"):
         Settings.from_env({"PRECISION": "fp8"})

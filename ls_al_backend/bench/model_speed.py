@@ -21,12 +21,12 @@ from torch.nn import functional as F
 
 from ls_al_backend.backend import Backend
 from ls_al_backend.config import Settings
-from ls_al_backend.jobs.pipeline import Pipeline
+from ls_al_backend.jobs.pipeline import Pipeline, train_config_from
 from ls_al_backend.labeling.annotations import LabelTarget
 from ls_al_backend.labeling.config import parse_label_config
 from ls_al_backend.model.inference import mc_dropout, pad_to_multiple, to_tensor, working_size
 from ls_al_backend.model.precision import resolve_precision
-from ls_al_backend.model.training import TrainConfig, TrainingSample, stage_batches_per_epoch, train
+from ls_al_backend.model.training import TrainingSample, stage_batches_per_epoch, train
 from ls_al_backend.simulation import load_split
 
 #: ``load_split`` resolution that never shrinks an image.
@@ -140,7 +140,7 @@ def measure_training(
     config = parse_label_config(label_config)
     examples = load_split(split, resolution=image_side or FULL_SIZE, limit=images)
     samples = [TrainingSample(index, example.image, LabelTarget(example.gt)) for index, example in enumerate(examples)]
-    train_config = TrainConfig.from_settings(
+    train_config = train_config_from(
         settings, epochs=epochs, val_fraction=0.0, steps_per_epoch=steps_per_epoch, min_steps=0
     )
     epoch_seconds: list[float] = []
@@ -160,7 +160,7 @@ def measure_training(
         train(net, samples, train_config, device, progress=on_epoch, mode=config.mode, unlabelled=unlabelled)
     per_epoch = stage_batches_per_epoch(len(samples), train_config, epochs) * train_config.batch_size
     return {
-        "what": "train(net, samples, TrainConfig.from_settings(...), device) on CamVid masks as dense labels",
+        "what": "train(net, samples, train_config_from(settings), device) on CamVid masks as dense labels",
         "images": len(samples),
         "image_size": list(samples[0].image.shape[:2]),
         "crop_size": train_config.crop_size,

@@ -40,6 +40,23 @@ def _no_report(update: dict[str, Any]) -> None:
     pass
 
 
+def train_config_from(settings: Settings, **overrides: Any) -> TrainConfig:
+    """The ``TRAIN_*`` and ``PRECISION`` settings as the training configuration; ``overrides`` win."""
+    values = {
+        "epochs": settings.train_epochs,
+        "batch_size": settings.train_batch_size,
+        "lr": settings.train_learning_rate,
+        "crop_size": settings.train_crop_size,
+        "seed": settings.train_seed,
+        "class_weighting": settings.train_class_weighting,
+        "semi_supervised": settings.train_semi_supervised,
+        "ema_momentum": settings.train_ema_momentum,
+        "min_steps": settings.train_min_steps,
+        "precision": settings.precision,
+    }
+    return TrainConfig(**{**values, **overrides})
+
+
 class UnreadableLabels(RuntimeError):
     """Too many labelled tasks' images cannot be read: training on the rest would silently drop their labels."""
 
@@ -185,7 +202,7 @@ class Pipeline:
         if not samples:
             raise ValueError(f"project {project_id} has no usable annotations yet ({len(tasks)} tasks read)")
         net = self.initial_network(project_id, config)
-        train_config = TrainConfig.from_settings(self.settings)
+        train_config = train_config_from(self.settings)
         images = None
         if train_config.semi_supervised == "mean_teacher":
             images = self.unlabelled_images(tasks, unlabelled, config, report)

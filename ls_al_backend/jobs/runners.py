@@ -66,8 +66,7 @@ class EmbeddedRunner(JobRunner):
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._thread = threading.Thread(target=self._work, name="ls-al-jobs", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None  # started by the first request
 
     def request_training(self, project_id: str, label_config_xml: str, reason: str) -> dict[str, Any]:
         with self._lock:
@@ -91,6 +90,10 @@ class EmbeddedRunner(JobRunner):
             while len(self._jobs) > MAX_JOBS_LISTED:
                 self._jobs.popitem(last=False)
         self._queue.put(job)
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="ls-al-jobs", daemon=True)
+                self._thread.start()
         return {"job_id": job["id"], "coalesced": False}
 
     def jobs(self) -> list[dict[str, Any]]:
@@ -129,10 +132,13 @@ class EmbeddedRunner(JobRunner):
             job["ended_at"] = time.time()
 
 
-def make_runner(settings: Settings) -> JobRunner:
-    """The RQ runner when ``REDIS_URL`` is set, else the embedded one."""
-    if settings.redis_url:
+def make_runner(backend) -> JobRunner:
+    """The runner for a web process serving ``backend`` (a :class:`~ls_al_backend.backend.Backend`): Redis + RQ
+    workers when ``REDIS_URL`` is set, else the embedded thread, whose jobs share the backend's model cache."""
+    if backend.settings.redis_url:
         from ls_al_backend.jobs.rq_jobs import RedisRunner
 
-        return RedisRunner(settings)
-    return EmbeddedRunner(settings)
+        return RedisRunner(backend.settings)
+    from ls_al_backend.jobs.pipeline import Pipeline
+
+    return EmbeddedRunner(backend.settings, lambda settings: Pipeline(settings, backend=backend))

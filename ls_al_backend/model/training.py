@@ -39,7 +39,6 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from ls_al_backend.config import Settings
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
 from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.inference import pad_to_multiple, to_tensor
@@ -109,23 +108,6 @@ class TrainConfig:
     """Mean teacher: how many recent unlabelled crops ClassMix draws from."""
     classmix_alpha: float = 0.5
     """Mean teacher: ClassMix draws class c with probability proportional to (1 / labelled share of c) ** alpha."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> TrainConfig:
-        """The ``TRAIN_*`` settings as a config; ``overrides`` win."""
-        values = {
-            "epochs": settings.train_epochs,
-            "batch_size": settings.train_batch_size,
-            "lr": settings.train_learning_rate,
-            "crop_size": settings.train_crop_size,
-            "seed": settings.train_seed,
-            "class_weighting": settings.train_class_weighting,
-            "semi_supervised": settings.train_semi_supervised,
-            "ema_momentum": settings.train_ema_momentum,
-            "min_steps": settings.train_min_steps,
-            "precision": settings.precision,
-        }
-        return cls(**{**values, **overrides})
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.crop_size < 1 or self.stage2_epochs < 0:

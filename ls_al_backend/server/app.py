@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from ls_al_backend import __version__
 from ls_al_backend.backend import Backend, UnknownProject
+from ls_al_backend.jobs.runners import JobRunner, make_runner
 from ls_al_backend.labeling.config import UnsupportedLabelConfig
 from ls_al_backend.projects import InvalidProject, project_id_from
 
@@ -74,8 +75,10 @@ def _credentials_match(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-def create_app(backend: Backend) -> Flask:
-    """The Flask app serving ``backend``."""
+def create_app(backend: Backend, runner: JobRunner | None = None) -> Flask:
+    """The Flask app serving ``backend``, with ``runner`` (default :func:`make_runner`: RQ when ``REDIS_URL`` is
+    set, else the embedded thread) taking its training requests."""
+    backend.runner = runner or make_runner(backend)
     settings = backend.settings
     app = Flask(__name__)
     app.json.sort_keys = False
@@ -183,7 +186,7 @@ def create_app(backend: Backend) -> Flask:
 
     @app.get("/jobs")
     def jobs() -> Response:
-        return jsonify(jobs=backend.runner.jobs())
+        return jsonify(jobs=backend.runner.jobs())  # type: ignore[union-attr]  (set above)
 
     @app.get("/versions")
     def versions() -> Response:

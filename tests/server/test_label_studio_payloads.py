@@ -51,8 +51,7 @@ def app(tmp_path, studio):
         {}, data_dir=tmp_path, label_studio_url=studio.url, label_studio_api_key=LEGACY_TOKEN, mc_samples=2
     )
     backend = Backend(settings)
-    backend._runner = RecordingRunner()
-    return create_app(backend).test_client(), backend
+    return create_app(backend, RecordingRunner()).test_client(), backend
 
 
 def test_setup_then_predict_as_label_studio_sends_them(app) -> None:
