@@ -25,7 +25,7 @@ from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError, ImageLoader
 from ls_al_backend.labeling.config import LabelConfig, QueryMode, parse_label_config
 from ls_al_backend.labeling.render import class_mask_results, overlay_results, query_results
-from ls_al_backend.model.inference import mc_dropout, working_size
+from ls_al_backend.model.inference import mc_dropout_batch, working_size
 from ls_al_backend.model.network import NetworkSpec, SegmentationNet, select_device
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.store import ModelCache, ModelStore, version_name
@@ -139,37 +139,89 @@ class Backend:
         project_id: str | None,
         acquisition: AcquisitionConfig | None = None,
     ) -> list[TaskPrediction]:
-        """One prediction per task, same order. A task that fails gets an empty result; the others go on."""
+        """One prediction per task, same order. A task that fails gets an empty result; the others go on.
+
+        Tasks go ``INFERENCE_BATCH_SIZE`` at a time: their images are read, run through the network together
+        (:func:`mc_dropout_batch`), then scored and rendered one by one.
+        """
         acquisition = acquisition or self.acquisition_config(config)
         net, version = self.cache.get(project_id or "_adhoc", config.class_names)
         statistics = self.cache.metadata(project_id or "_adhoc").get("pool_statistics")
         pool = PoolStatistics.from_dict(statistics).as_scoring_arguments() if statistics else {}
         model_version = version_name(version)
-        predictions = []
-        for task in tasks:
+        empty = TaskPrediction([], 0.0, model_version)
+        predictions: list[TaskPrediction] = []
+        batch_size = self.settings.inference_batch_size
+        for start in range(0, len(tasks), batch_size):
             started = time.perf_counter()
-            try:
-                predictions.append(self._predict_task(task, config, acquisition, net, model_version, pool))
-            except ImageError as error:
-                log.error("task %s: cannot read its image: %s", task.get("id"), error)
-                predictions.append(TaskPrediction([], 0.0, model_version))
-            except Exception:
-                log.exception("task %s: prediction failed", task.get("id"))
-                predictions.append(TaskPrediction([], 0.0, model_version))
-            else:
-                log.info("task %s: predicted in %.2f s", task.get("id"), time.perf_counter() - started)
+            batch = tasks[start : start + batch_size]
+            images = [self._task_image(task, config) for task in batch]  # None where it cannot be read
+            readable = [(task, image) for task, image in zip(batch, images, strict=True) if image is not None]
+            summaries = self._summaries(net, readable)
+            rendered = {}
+            for (task, (image, analysed)), summary in zip(readable, summaries, strict=True):
+                if summary is None:
+                    continue
+                try:
+                    rendered[id(task)] = self._render(
+                        task, config, acquisition, image, analysed, summary, model_version, pool
+                    )
+                except Exception:
+                    log.exception("task %s: prediction failed", task.get("id"))
+            predictions += [rendered.get(id(task), empty) for task in batch]
+            log.info("%d task(s) predicted in %.2f s", len(batch), time.perf_counter() - started)
         return predictions
 
-    def mc_summary(self, net: SegmentationNet, image: np.ndarray) -> MCSummary:
-        """The MC-dropout summary of one ``[H, W, 3]`` uint8 image with the ``MC_*`` and ``PRECISION`` settings."""
-        return mc_dropout(
+    def _task_image(self, task: dict[str, Any], config: LabelConfig) -> tuple[np.ndarray, np.ndarray] | None:
+        """The task's image and its analysis-grid copy (``ANALYSIS_MAX_SIDE``); None, logged, if unreadable."""
+        data = task.get("data")
+        try:
+            if not isinstance(data, dict) or config.image_key not in data:
+                raise ImageError(f"task data has no {config.image_key!r} field (the Image tag's value)")
+            image = self.images.load(data[config.image_key])
+        except ImageError as error:
+            log.error("task %s: cannot read its image: %s", task.get("id"), error)
+            return None
+        except Exception:
+            log.exception("task %s: reading its image failed", task.get("id"))
+            return None
+        return image, analysis_image(image, self.settings.analysis_max_side)  # bounds the memory of what follows
+
+    def _summaries(
+        self, net: SegmentationNet, readable: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]]
+    ) -> list[MCSummary | None]:
+        """MC summaries of (task, (image, analysed)) pairs, on the analysed images; if the batch fails, image by
+        image, so one bad image sinks only its task (None)."""
+        images = [analysed for _, (_, analysed) in readable]
+        try:
+            return self.mc_summaries(net, images)
+        except Exception:
+            log.exception("a batch of %d image(s) failed; retrying them one at a time", len(images))
+        summaries: list[MCSummary | None] = []
+        for image, (task, _) in zip(images, readable, strict=True):
+            try:
+                summaries.append(self.mc_summary(net, image))
+            except Exception:
+                log.exception("task %s: prediction failed", task.get("id"))
+                summaries.append(None)
+        return summaries
+
+    def mc_summaries(self, net: SegmentationNet, images: list[np.ndarray]) -> list[MCSummary]:
+        """MC-dropout summaries of ``[H, W, 3]`` uint8 images with the ``MC_*``, ``INFERENCE_*`` and ``PRECISION``
+        settings, batched by :func:`mc_dropout_batch`."""
+        return mc_dropout_batch(
             net,
-            image,
+            images,
             self.settings.mc_samples,
             max_side=self.settings.inference_max_side,
             mc_scale=self.settings.mc_resolution,
             precision=resolve_precision(next(net.parameters()).device, self.settings.precision),
+            batch_size=self.settings.inference_batch_size,
         )
+
+    def mc_summary(self, net: SegmentationNet, image: np.ndarray) -> MCSummary:
+        """The MC-dropout summary of one ``[H, W, 3]`` uint8 image (:meth:`mc_summaries` of one)."""
+        return self.mc_summaries(net, [image])[0]
 
     def pool_statistics(
         self, net: SegmentationNet, images: Iterable[np.ndarray], config: LabelConfig
@@ -178,22 +230,19 @@ class Backend:
         scored = ((self.mc_summary(net, image), image) for image in images)
         return pool_statistics(scored, self.acquisition_config(config), cache=self.superpixels)
 
-    def _predict_task(
+    def _render(
         self,
         task: dict[str, Any],
         config: LabelConfig,
         acquisition: AcquisitionConfig,
-        net: SegmentationNet,
+        image: np.ndarray,
+        analysed: np.ndarray,
+        summary: MCSummary,
         model_version: str,
         pool: dict[str, Any],
     ) -> TaskPrediction:
-        data = task.get("data")
-        if not isinstance(data, dict) or config.image_key not in data:
-            raise ImageError(f"task data has no {config.image_key!r} field (the Image tag's value)")
-        image = self.images.load(data[config.image_key])
+        """One task's prediction from its MC summary on the analysis grid: scores, class masks, overlay, queries."""
         image_size = image.shape[:2]
-        analysed = analysis_image(image, self.settings.analysis_max_side)  # bounds the memory of what follows
-        summary = self.mc_summary(net, analysed)
         scores = score_image(summary, analysed, acquisition, cache=self.superpixels, **pool)
         confidence, class_map = summary.deterministic.max(dim=0)  # the analysed grid, dropout off
         maximum = heuristic_maximum(acquisition.heuristic, len(config.class_names))

@@ -148,6 +148,12 @@ class Settings:
         default=512,
         metadata={"help": "Longest image side fed to the network; outputs are resized back to the image size."},
     )
+    inference_batch_size: int = field(
+        default=8,
+        metadata={
+            "help": "Images run through the network together in /predict and pool scoring (same-size images batch)."
+        },
+    )
     # --- uncertainty ---
     mc_samples: int = field(default=20, metadata={"help": "Number T of MC-dropout samples per image."})
     mc_resolution: float = field(
@@ -338,6 +344,8 @@ class Settings:
         self.acquisition_defaults  # noqa: B018 (raises ConfigError on a malformed value)
         if self.inference_max_side < 32:
             raise ConfigError(f"INFERENCE_MAX_SIDE must be >= 32, got {self.inference_max_side}")
+        if self.inference_batch_size < 1:
+            raise ConfigError(f"INFERENCE_BATCH_SIZE must be >= 1, got {self.inference_batch_size}")
         if self.analysis_max_side < 32:
             raise ConfigError(f"ANALYSIS_MAX_SIDE must be >= 32, got {self.analysis_max_side}")
         if min(self.max_request_bytes, self.max_image_bytes, self.max_image_pixels) < 1:

@@ -252,36 +252,41 @@ class Pipeline:
         config = parse_label_config(label_config_xml)
         version = version_name(self.backend.cache.get(project_id, config.class_names)[1])
         tasks = {int(task["id"]): task for task in self.studio.iter_tasks(project_id, task_ids=task_ids)}
-        scored, already, failed = 0, 0, []
+        already, failed, pending = 0, [], []
         for task_id in task_ids:
-            try:
-                if task_id not in tasks:
-                    raise StudioError(f"task {task_id} is no longer in project {project_id}")
-                task = tasks[task_id]
-                if (task.get("data") or {}).get(self.version_field) == version:
-                    already += 1
-                    continue
-                prediction = self.backend.predict([task], config, project_id)[0]
-                if not prediction.result:
-                    raise ImageError("no prediction (see the log for the reason)")
-                self.studio.upsert_prediction(
-                    task_id,
-                    prediction.result,
-                    prediction.score,
-                    prediction.model_version,
-                    keep_versions=self.settings.keep_prediction_versions,
-                )
-                self.studio.set_task_score(
-                    task,
-                    {self.settings.score_field: round(prediction.score, 6), self.version_field: version},
-                )
-            except (StudioError, ImageError) as error:
-                log.error("task %s: scoring failed: %s", task_id, error)
+            if task_id not in tasks:
+                log.error("task %s: scoring failed: it is no longer in project %s", task_id, project_id)
                 failed.append(task_id)
-                continue
-            scored += 1
+            elif (tasks[task_id].get("data") or {}).get(self.version_field) == version:
+                already += 1
+            else:
+                pending.append(tasks[task_id])
+        scored = 0
+        batch_size = self.settings.inference_batch_size
+        for start in range(0, len(pending), batch_size):
+            batch = pending[start : start + batch_size]
+            for task, prediction in zip(batch, self.backend.predict(batch, config, project_id), strict=True):
+                try:
+                    if not prediction.result:
+                        raise ImageError("no prediction (see the log for the reason)")
+                    self.studio.upsert_prediction(
+                        task["id"],
+                        prediction.result,
+                        prediction.score,
+                        prediction.model_version,
+                        keep_versions=self.settings.keep_prediction_versions,
+                    )
+                    self.studio.set_task_score(
+                        task,
+                        {self.settings.score_field: round(prediction.score, 6), self.version_field: version},
+                    )
+                except (StudioError, ImageError) as error:
+                    log.error("task %s: scoring failed: %s", task["id"], error)
+                    failed.append(int(task["id"]))
+                    continue
+                scored += 1
             report({"stage": "scoring", "scored": scored, "of": len(task_ids)})
-        return {"scored": scored, "failed": failed, "already_scored": already}
+        return {"scored": scored, "failed": sorted(failed), "already_scored": already}
 
     @property
     def version_field(self) -> str:

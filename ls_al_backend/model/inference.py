@@ -8,6 +8,8 @@ running statistics.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -54,7 +56,27 @@ def mc_dropout(
     mc_scale: float = 1.0,
     precision: Precision = FLOAT32,
 ) -> MCSummary:
-    """MC-dropout summary of one ``[H, W, 3]`` uint8 image.
+    """MC-dropout summary of one ``[H, W, 3]`` uint8 image (:func:`mc_dropout_batch` of one image)."""
+    return mc_dropout_batch(net, [image], samples, max_side, chunk_size, mc_scale, precision)[0]
+
+
+@torch.no_grad()
+def mc_dropout_batch(
+    net: SegmentationNet,
+    images: Sequence[np.ndarray],
+    samples: int,
+    max_side: int = 512,
+    chunk_size: int = 5,
+    mc_scale: float = 1.0,
+    precision: Precision = FLOAT32,
+    batch_size: int = 8,
+) -> list[MCSummary]:
+    """MC-dropout summaries of ``[H, W, 3]`` uint8 images, in their order.
+
+    Images of the same size go through the encoder and decoder together, ``batch_size`` at a time (so memory
+    holds one batch of decoder features); the T head samples and the statistics are then taken image by image.
+    The random draws follow that order: images of one size, in order, draw what one call per image would, and
+    their summaries equal those up to float rounding of the batched convolutions.
 
     ``summary.deterministic`` holds the dropout-free softmax probabilities ``[C, H, W]``, always computed at
     full resolution. With ``mc_scale < 1`` the T head samples run on decoder features downscaled by that
@@ -66,16 +88,45 @@ def mc_dropout(
     """
     if net.training:
         raise RuntimeError("mc_dropout expects the network in eval mode (BatchNorm must use running statistics)")
-    height, width = image.shape[:2]
     device = next(net.parameters()).device
+    summaries: list[MCSummary | None] = [None] * len(images)
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, image in enumerate(images):
+        by_size.setdefault(tuple(image.shape[:2]), []).append(index)
+    for (height, width), indices in by_size.items():
+        work_size = working_size(height, width, max_side)
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            batch = torch.stack([to_tensor(images[index]) for index in chunk]).to(device)
+            if work_size != (height, width):
+                batch = F.interpolate(batch, size=work_size, mode="bilinear", align_corners=False, antialias=True)
+            padded = to_channels_last(pad_to_multiple(batch, net.output_stride))
+            with autocast(device, precision):
+                features = net.features(padded).float()
+            padded_size = tuple(padded.shape[-2:])
+            for offset, index in enumerate(chunk):
+                summaries[index] = _summarise(
+                    net, features[offset : offset + 1], padded_size, (height, width), max_side, samples, chunk_size,
+                    mc_scale, device,
+                )  # fmt: skip
+    return summaries
+
+
+def _summarise(
+    net: SegmentationNet,
+    features: torch.Tensor,
+    padded_size: tuple[int, int],
+    image_size: tuple[int, int],
+    max_side: int,
+    samples: int,
+    chunk_size: int,
+    mc_scale: float,
+    device: torch.device,
+) -> MCSummary:
+    """One image's summary from its decoder ``features`` ``[1, F, h, w]``: the dropout-free probabilities at the
+    image's size, then the T stochastic head samples."""
+    height, width = image_size
     work_h, work_w = working_size(height, width, max_side)
-    batch = to_tensor(image).unsqueeze(0).to(device)
-    if (work_h, work_w) != (height, width):
-        batch = F.interpolate(batch, size=(work_h, work_w), mode="bilinear", align_corners=False, antialias=True)
-    padded = to_channels_last(pad_to_multiple(batch, net.output_stride))
-    with autocast(device, precision):
-        features = net.features(padded).float()
-    padded_size = tuple(padded.shape[-2:])
 
     def probabilities(logits: torch.Tensor) -> torch.Tensor:
         logits = logits[:, :, :work_h, :work_w]

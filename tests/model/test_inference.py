@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ls_al_backend.model.inference import mc_dropout, pad_to_multiple, working_size
+from ls_al_backend.model.inference import mc_dropout, mc_dropout_batch, pad_to_multiple, working_size
 from ls_al_backend.model.network import NetworkSpec, build_network
 from tests.conftest import random_rgb
 
@@ -68,3 +68,17 @@ def test_reduced_mc_resolution_gives_full_size_statistics_on_a_coarser_grid(net)
     assert torch.allclose(coarse.votes.sum(dim=0), torch.full((16, 24), 8.0), atol=1e-4)
     assert coarse.to_image_size(coarse.variance.mean(dim=0)).shape == (64, 96)
     assert coarse.variance.max() > 0
+
+
+def test_a_batch_gives_the_summaries_of_one_call_per_image(net) -> None:
+    images = [random_rgb(40, 56, seed) for seed in range(3)] + [random_rgb(30, 30, 9)]
+    torch.manual_seed(0)
+    one_by_one = [mc_dropout(net, image, samples=4, mc_scale=0.5) for image in images]
+    torch.manual_seed(0)
+    batched = mc_dropout_batch(net, images, samples=4, mc_scale=0.5, batch_size=2)
+    assert len(batched) == len(images)
+    for single, together in zip(one_by_one, batched, strict=True):
+        assert together.image_shape == single.image_shape and together.count == 4
+        torch.testing.assert_close(together.deterministic, single.deterministic, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(together.sum_probs, single.sum_probs, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(together.sum_sq_probs, single.sum_sq_probs, atol=1e-4, rtol=1e-4)

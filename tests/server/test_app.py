@@ -314,3 +314,29 @@ def test_a_large_image_is_analysed_scaled_down_and_its_masks_drawn_at_full_size(
     assert len(polygons) == 3
     xs = [x for region in polygons for x, _ in region["value"]["points"]]
     assert 0.0 <= min(xs) and max(xs) <= 100.0 and max(xs) - min(xs) > 5.0, "percent of the full image"
+
+
+def test_a_batch_of_tasks_runs_through_the_network_together_and_answers_in_order(
+    settings: Settings, small_image_path: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from PIL import Image
+
+    other_size = tmp_path / "other.png"
+    Image.open(small_image_path).resize((64, 48)).save(other_size)
+    client, backend = make_client(settings)
+    batches = []
+    summaries = backend.mc_summaries
+    monkeypatch.setattr(
+        backend, "mc_summaries", lambda net, images: batches.append(len(images)) or summaries(net, images)
+    )
+    tasks = [
+        ls_task(1, str(small_image_path)),
+        ls_task(2, str(tmp_path / "missing.png")),
+        ls_task(3, str(other_size)),
+        ls_task(4, str(small_image_path)),
+    ]
+    results = client.post("/predict", json=predict_body(tasks)).get_json()["results"]
+    assert batches == [3], "the three readable images go through the network in one call"
+    assert [bool(item["result"]) for item in results] == [True, False, True, True]
+    widths = [item["result"][0]["original_width"] for item in results if item["result"]]
+    assert widths == [96, 64, 96], "each answer belongs to its task"
