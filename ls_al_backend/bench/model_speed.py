@@ -24,9 +24,10 @@ from ls_al_backend.config import Settings
 from ls_al_backend.jobs.pipeline import Pipeline, train_config_from
 from ls_al_backend.labeling.annotations import LabelTarget
 from ls_al_backend.labeling.config import parse_label_config
+from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import mc_dropout, pad_to_multiple, to_tensor, working_size
 from ls_al_backend.model.precision import resolve_precision
-from ls_al_backend.model.training import TrainingSample, stage_batches_per_epoch, train
+from ls_al_backend.model.training import stage_batches_per_epoch, train
 from ls_al_backend.simulation import load_split
 
 #: ``load_split`` resolution that never shrinks an image.

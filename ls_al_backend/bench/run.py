@@ -53,6 +53,7 @@ RECORDED_SETTINGS = (
     "train_semi_supervised",
     "score_chunk_size",
     "analysis_max_side",
+    "inference_batch_size",
 )
 #: Environment variables that change speed without being settings; recorded when set.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")

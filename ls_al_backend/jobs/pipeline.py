@@ -26,9 +26,11 @@ from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError
 from ls_al_backend.labeling.annotations import MalformedAnnotation, annotation_to_target, latest_annotation
 from ls_al_backend.labeling.config import LabelConfig, parse_label_config
+from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.network import SegmentationNet, build_network
 from ls_al_backend.model.store import version_name
-from ls_al_backend.model.training import TrainConfig, TrainingSample, train
+from ls_al_backend.model.train_config import TrainConfig
+from ls_al_backend.model.training import train
 from ls_al_backend.studio import StudioClient, StudioError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.network import NetworkSpec
 from ls_al_backend.model.precision import PRECISIONS
 from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
-from ls_al_backend.model.training import TrainConfig
+from ls_al_backend.model.train_config import TrainConfig
 
 CAMVID_CLASSES = (
     "sky",

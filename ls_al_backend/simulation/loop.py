@@ -34,10 +34,11 @@ from ls_al_backend.acquisition.reductions import PIXEL_SELECTORS
 from ls_al_backend.acquisition.sampling import stochastic_sample
 from ls_al_backend.acquisition.selection import budgeted_greedy, cap_per_group
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
+from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import mc_dropout
 from ls_al_backend.model.network import SegmentationNet, build_network, select_device
 from ls_al_backend.model.precision import resolve_precision
-from ls_al_backend.model.training import TrainingSample, train
+from ls_al_backend.model.training import train
 from ls_al_backend.simulation.annotator import ImageLabels, build_target, multiclass_candidate_matrix, trace_polygons
 from ls_al_backend.simulation.config import RESUMABLE_FIELDS, SimulationConfig, derive_seed
 from ls_al_backend.simulation.data import load_split

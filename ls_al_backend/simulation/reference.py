@@ -10,8 +10,9 @@ from typing import Any
 
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
 from ls_al_backend.labeling.config import QueryMode
+from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.network import build_network, select_device
-from ls_al_backend.model.training import TrainingSample, train
+from ls_al_backend.model.training import train
 from ls_al_backend.simulation.config import SimulationConfig
 from ls_al_backend.simulation.data import load_split
 from ls_al_backend.simulation.metrics import evaluate, iou_per_class, mean_iou

@@ -11,18 +11,12 @@ from PIL import Image
 
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
 from ls_al_backend.labeling.config import QueryMode
+from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import to_tensor
 from ls_al_backend.model.losses import partial_cross_entropy
 from ls_al_backend.model.network import NetworkSpec, build_network
-from ls_al_backend.model.training import (
-    TrainConfig,
-    TrainingSample,
-    _AugmentedSet,
-    _Item,
-    _lr_factor,
-    augment,
-    train,
-)
+from ls_al_backend.model.train_config import TrainConfig
+from ls_al_backend.model.training import _lr_factor, train
 from tests.conftest import camvid_root
 
 SPEC = NetworkSpec("Unet", "timm-tf_efficientnet_lite0", num_classes=11, head_dropout=0.1)
@@ -242,37 +236,6 @@ def test_steps_per_epoch_fixes_the_batches_of_every_epoch(camvid) -> None:
     assert batch_sizes(3, steps=3) == [2] * 6, "3 samples, 3 batches of 2: a second pass fills the epoch"
 
 
-def test_a_second_pass_gets_other_augmentations() -> None:
-    item = _Item(torch.rand(3, 64, 64), torch.zeros(64, 64, dtype=torch.int64), None, None)
-    dataset = _AugmentedSet([item], TrainConfig(crop_size=32, seed=0), stride=8, stage=1)
-    first, second = dataset[0], dataset[1]
-    assert first.image.shape == second.image.shape == (3, 32, 32)
-    assert not torch.equal(first.image, second.image)
-
-
-def test_bad_configs_are_refused() -> None:
-    with pytest.raises(ValueError, match="steps_per_epoch"):
-        TrainConfig(steps_per_epoch=0)
-    with pytest.raises(ValueError, match="min_steps"):
-        TrainConfig(min_steps=-1)
-    with pytest.raises(ValueError, match="precision"):
-        TrainConfig(precision="fp8")
-    with pytest.raises(ValueError, match="class_weighting"):
-        TrainConfig(class_weighting="median")
-    with pytest.raises(ValueError, match="scale"):
-        TrainConfig(scale=(1.5, 1.0))
-    with pytest.raises(ValueError, match="semi_supervised"):
-        TrainConfig(semi_supervised="fixmatch")
-    with pytest.raises(ValueError, match="ema_momentum"):
-        TrainConfig(ema_momentum=1.5)
-    with pytest.raises(ValueError, match="confidence_threshold"):
-        TrainConfig(confidence_threshold=1.0)
-    with pytest.raises(ValueError, match="unlabelled_batch_size"):
-        TrainConfig(unlabelled_batch_size=0)
-    with pytest.raises(ValueError, match="replay_buffer_size"):
-        TrainConfig(replay_buffer_size=0)
-
-
 # ---------------------------------------------------------------------------------------------------- mean teacher
 
 #: Threshold 0: every pixel counts as confident, so the untrained teacher's pseudo labels carry weight.
@@ -343,56 +306,3 @@ def test_mean_teacher_without_unlabelled_images_is_refused(camvid) -> None:
             train(build_network(SPEC, seed=0), samples, MEAN_TEACHER, CPU, unlabelled=unlabelled)
     with pytest.raises(ValueError, match="unlabelled image 0"):
         train(build_network(SPEC, seed=0), samples, MEAN_TEACHER, CPU, unlabelled=[camvid[0][1]])
-
-
-# ---------------------------------------------------------------------------------------------------- augmentation
-
-
-def coded_item(height: int, width: int) -> _Item:
-    """An item whose image channel 0, labels and region ids all encode the pixel's column."""
-    cols = torch.arange(width).repeat(height, 1)
-    image = torch.zeros(3, height, width)
-    image[0] = cols.float()
-    return _Item(image, cols.clone(), cols.clone(), torch.ones(width, 2, dtype=torch.bool))
-
-
-def test_augmentation_keeps_image_labels_and_regions_aligned() -> None:
-    config = TrainConfig(crop_size=32, scale=(1.0, 1.0), hflip=True)
-    flips = 0
-    for seed in range(8):
-        out = augment(coded_item(40, 50), np.random.default_rng(seed), config, stride=32)
-        assert out.labels.shape == (64, 64) and out.image.shape == (3, 64, 64)
-        inside = out.labels != IGNORE
-        assert torch.equal(out.image[0][inside].long(), out.labels[inside])
-        assert torch.equal(out.region_ids[inside], out.labels[inside])
-        assert (out.region_ids[~inside] == -1).all()
-        row = out.labels[0][inside[0]]
-        flips += int(row[0] > row[-1])
-    assert 0 < flips < 8, "horizontal flips happen about half the time"
-
-
-def test_augmented_crops_divide_by_the_output_stride() -> None:
-    config = TrainConfig(crop_size=100, scale=(0.6, 1.4))
-    for seed in range(6):
-        out = augment(coded_item(150, 90), np.random.default_rng(seed), config, stride=32)
-        height, width = out.labels.shape
-        assert height % 32 == 0 and width % 32 == 0 and height <= 128 and width <= 128
-        assert out.image.shape[-2:] == out.labels.shape == out.region_ids.shape
-
-
-def test_every_crop_holds_a_labelled_pixel_of_sparse_labels() -> None:
-    """One labelled pixel in a corner of a 200x200 image: every 64x64 crop still contains it."""
-    labels = torch.full((200, 200), IGNORE, dtype=torch.int64)
-    labels[190, 5] = 3
-    item = _Item(torch.zeros(3, 200, 200), labels, None, None)
-    config = TrainConfig(crop_size=64, scale=(1.0, 1.0), hflip=False)
-    for seed in range(20):
-        out = augment(item, np.random.default_rng(seed), config, stride=32)
-        assert out.labels.shape == (64, 64) and int((out.labels == 3).sum()) == 1, seed
-
-
-def test_crops_of_dense_labels_still_cover_the_whole_image() -> None:
-    item = coded_item(40, 200)
-    config = TrainConfig(crop_size=32, scale=(1.0, 1.0), hflip=False)
-    lefts = {int(augment(item, np.random.default_rng(seed), config, stride=32).labels[0, 0]) for seed in range(60)}
-    assert min(lefts) < 20 and max(lefts) > 120, "crop origins spread over the image"
