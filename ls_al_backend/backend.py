@@ -17,9 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from ls_al_backend.acquisition.api import AcquisitionConfig, PoolStatistics, pool_statistics, score_image
+from ls_al_backend.acquisition.api import AcquisitionConfig, score_image
 from ls_al_backend.acquisition.heuristics import heuristic_maximum
 from ls_al_backend.acquisition.mc import MCSummary
+from ls_al_backend.acquisition.pool import PoolStatistics, pool_statistics
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
 from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError, ImageLoader

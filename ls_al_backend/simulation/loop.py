@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ls_al_backend.acquisition.api import AcquisitionConfig, pool_statistics, score_image
+from ls_al_backend.acquisition.api import AcquisitionConfig, score_image
+from ls_al_backend.acquisition.pool import pool_statistics
 from ls_al_backend.acquisition.reductions import PIXEL_SELECTORS
 from ls_al_backend.acquisition.sampling import stochastic_sample
 from ls_al_backend.acquisition.selection import budgeted_greedy, cap_per_group
@@ -191,7 +192,7 @@ class Simulation:
     def _pool_statistics(
         self, net: SegmentationNet, round_index: int, acquisition: AcquisitionConfig
     ) -> dict[str, torch.Tensor]:
-        """The server's pool statistics (:func:`~ls_al_backend.acquisition.api.pool_statistics`) for class
+        """The server's pool statistics (:func:`~ls_al_backend.acquisition.pool.pool_statistics`) for class
         balancing: a first MC pass over the pool, reproduced exactly by the second."""
         if acquisition.class_balance == "none":
             return {}

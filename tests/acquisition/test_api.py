@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
 import torch
 
 from ls_al_backend.acquisition import AcquisitionConfig, MCSummary, SuperpixelCache, score_image
-from ls_al_backend.acquisition.api import PoolStatistics, pool_statistics
 from ls_al_backend.acquisition.heuristics import HEURISTICS
 
 
@@ -152,20 +150,6 @@ def test_random_heuristic_is_reproducible_per_seed_and_image() -> None:
     other_image = score_image(summary, 255 - image, config)
     assert not torch.equal(a.score_map, other_seed.score_map)
     assert not torch.equal(a.score_map, other_image.score_map)
-
-
-def test_pool_statistics_sum_to_one_and_survive_a_round_trip() -> None:
-    summary, image = half_uncertain()
-    config = AcquisitionConfig(superpixel_size=8)
-    statistics = pool_statistics([(summary, image), (summary, image)], config)
-    assert statistics.images == 2
-    assert float(statistics.class_prior.sum()) == pytest.approx(1.0)
-    assert float(statistics.dominant_share.sum()) == pytest.approx(1.0)
-    again = PoolStatistics.from_dict(json.loads(json.dumps(statistics.to_dict())))
-    assert torch.allclose(again.class_prior, statistics.class_prior)
-    assert torch.equal(again.dominant_share, statistics.dominant_share) and again.images == 2
-    with pytest.raises(ValueError, match="at least one image"):
-        pool_statistics([], config)
 
 
 def test_a_pool_prior_changes_pixbal_weights_from_the_single_image_estimate() -> None:
