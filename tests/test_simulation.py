@@ -163,13 +163,13 @@ def test_a_run_does_not_resume_with_other_settings(data, tmp_path):
 
 
 def test_a_run_started_before_a_setting_existed_resumes_with_its_default(data, tmp_path):
-    Simulation(tiny_config(data, tmp_path))._check_config()
+    Simulation(tiny_config(data, tmp_path)).folder.check_config()
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["semi_supervised"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    Simulation(tiny_config(data, tmp_path, rounds=3))._check_config()
+    Simulation(tiny_config(data, tmp_path, rounds=3)).folder.check_config()
     with pytest.raises(ValueError, match="semi_supervised"):
-        Simulation(tiny_config(data, tmp_path, semi_supervised="mean_teacher"))._check_config()
+        Simulation(tiny_config(data, tmp_path, semi_supervised="mean_teacher")).folder.check_config()
 
 
 def test_mean_teacher_runs_two_rounds_under_its_own_strategy_name(data, tmp_path):

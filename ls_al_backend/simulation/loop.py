@@ -10,15 +10,11 @@ the budget (skipping it for a cheaper one would favour cheap units); every other
 model and visits by decreasing score / estimated cost, taking what fits (Cai et al.'s greedy knapsack). Each unit
 is charged what the simulated annotator really spends on it (:mod:`ls_al_backend.simulation.annotator`), and
 what a round leaves of its budget carries over to the next, so every run spends the same clicks in all.
-Results (``results.json``, ``rounds.csv``) and the state needed to resume (labelled units and the last model,
-under ``state/``) are written after every round.
+Results and the state needed to resume are written after every round (:mod:`ls_al_backend.simulation.state`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import io
-import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -41,17 +37,11 @@ from ls_al_backend.model.network import SegmentationNet, build_network, select_d
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.training import train
 from ls_al_backend.simulation.annotator import ImageLabels, build_target, multiclass_candidate_matrix, trace_polygons
-from ls_al_backend.simulation.config import RESUMABLE_FIELDS, SimulationConfig, derive_seed
+from ls_al_backend.simulation.config import SimulationConfig, derive_seed
 from ls_al_backend.simulation.data import load_split
 from ls_al_backend.simulation.metrics import evaluate, iou_per_class, mean_iou
-from ls_al_backend.simulation.output import (
-    json_value,
-    log_line,
-    progress_bar,
-    rows_to_csv,
-    training_progress,
-    write_atomic,
-)
+from ls_al_backend.simulation.output import json_value, log_line, progress_bar, training_progress
+from ls_al_backend.simulation.state import RunFolder
 
 
 @dataclass
@@ -92,6 +82,7 @@ class Simulation:
         self.config = config
         self.log = log or (lambda _line: None)
         self.out = Path(config.out_dir)
+        self.folder = RunFolder(config)
         self.device = select_device(config.device)
         self.pool = load_split(config.pool_dir, config.resolution, config.ignore_index, config.pool_limit)
         self.eval = load_split(config.eval_dir, config.resolution, config.ignore_index, config.eval_limit)
@@ -109,71 +100,6 @@ class Simulation:
         acquisition = self.config.acquisition_config(0)
         method = "slic" if acquisition.superpixel_method == "none" else acquisition.superpixel_method
         return self.cache.get(self.pool[index].image, method, acquisition.superpixel_size, acquisition.superpixel_count)
-
-    # --- state ---
-
-    def _state_path(self, round_index: int) -> Path:
-        return self.out / "state" / f"round_{round_index:03d}.json"
-
-    def _model_path(self, round_index: int) -> Path:
-        return self.out / "state" / f"model_{round_index:03d}.pt"
-
-    def _results(self) -> dict[str, Any]:
-        path = self.out / "results.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    def _check_config(self) -> None:
-        path = self.out / "config.json"
-        mine = {k: v for k, v in self.config.to_dict().items() if k not in RESUMABLE_FIELDS}
-        if path.is_file():
-            # a field added after the run was started reads as its default
-            defaults = {
-                spec.name: spec.default
-                for spec in dataclasses.fields(SimulationConfig)
-                if spec.default is not dataclasses.MISSING
-            }
-            saved = {**defaults, **json.loads(path.read_text())}
-            saved = {k: v for k, v in saved.items() if k not in RESUMABLE_FIELDS}
-            if saved != mine:
-                changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))
-                raise ValueError(
-                    f"{self.out} holds a run with other settings ({', '.join(changed)}); use a new out dir"
-                )
-        write_atomic(path, json.dumps(self.config.to_dict(), indent=2).encode())
-
-    def _save_round(self, round_index: int, net: SegmentationNet, rows: list[dict[str, Any]]) -> None:
-        state = [dataclasses.asdict(labels) for labels in self.revealed]
-        write_atomic(self._state_path(round_index), json.dumps({"round": round_index, "images": state}).encode())
-        buffer = io.BytesIO()
-        torch.save(net.state_dict(), buffer)
-        write_atomic(self._model_path(round_index), buffer.getvalue())
-        payload = {"kind": "active_learning", "strategy": self.config.strategy, "seed": self.config.seed}
-        payload |= {"config": self.config.to_dict(), "rows": rows}
-        write_atomic(self.out / "results.json", json.dumps(json_value(payload), indent=2).encode())
-        write_atomic(self.out / "rounds.csv", rows_to_csv(rows, self.config.class_names).encode())
-        if not self.config.keep_all_checkpoints:  # resuming needs only the last round's model
-            for older in range(round_index):
-                self._model_path(older).unlink(missing_ok=True)
-
-    def _restore(self) -> tuple[list[dict[str, Any]], SegmentationNet | None]:
-        rows = self._results().get("rows", [])
-        while rows:
-            last = rows[-1]["round"]
-            if self._state_path(last).is_file() and self._model_path(last).is_file():
-                break
-            rows = rows[:-1]
-        if not rows:
-            return [], None
-        last = rows[-1]["round"]
-        state = json.loads(self._state_path(last).read_text())["images"]
-        self.revealed = [
-            ImageLabels(item["dense"], list(item["regions"]), [tuple(p) for p in item["pixels"]]) for item in state
-        ]
-        net = build_network(self.config.network_spec(), seed=self.config.seed)
-        net.load_state_dict(torch.load(self._model_path(last), map_location="cpu", weights_only=True))
-        net.to(self.device).eval()
-        self.log(f"resuming {self.out} after round {last}")
-        return rows, net
 
     # --- scoring and selection ---
 
@@ -402,9 +328,11 @@ class Simulation:
     def run(self) -> list[dict[str, Any]]:
         """Run (or resume) up to ``config.rounds`` rounds; returns every finished round's row."""
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "state").mkdir(exist_ok=True)
-        self._check_config()
-        rows, net = self._restore()
+        self.folder.check_config()
+        rows, revealed, net = self.folder.restore(self.device)
+        if revealed is not None:
+            self.revealed = revealed
+            self.log(f"resuming {self.out} after round {rows[-1]['round']}")
         clicks_total = rows[-1]["clicks_cumulative"] if rows else 0.0
         spent_total = rows[-1].get("budget_spent_cumulative", clicks_total) if rows else 0.0
         for round_index in range(len(rows), self.config.rounds):
@@ -419,7 +347,7 @@ class Simulation:
             if not chosen and units.units and rows:  # nothing fits what is left: the budget carries over
                 self.log(f"round {round_index}: no unit fits the {budget:g} clicks left; nothing new to label")
                 rows.append({**rows[-1], "round": round_index, "units_selected": 0, "clicks_round": 0.0})
-                self._save_round(round_index, net, rows)
+                self.folder.save_round(round_index, net, self.revealed, rows)
                 continue
             if not chosen:
                 self.log(f"round {round_index}: nothing left to label within the budget; stopping")
@@ -454,7 +382,7 @@ class Simulation:
                 "seconds": round(time.monotonic() - started, 3),
             }
             rows.append(json_value(row))  # NaN -> None, as a resumed run reads it back
-            self._save_round(round_index, net, rows)
+            self.folder.save_round(round_index, net, self.revealed, rows)
             self.log(
                 f"[{self.config.strategy} seed {self.config.seed}] round {round_index + 1}/{self.config.rounds}: "
                 f"{len(chosen)} units, {clicks_total:g} clicks, {100 * row['labelled_pixel_share']:.3f}% pixels, "
