@@ -1,0 +1,38 @@
+"""Simulation settings: validated, and presets fill what the options leave open."""
+
+from __future__ import annotations
+
+import pytest
+
+from ls_al_backend.simulation import (
+    PRESETS,
+    SimulationConfig,
+    config_from_preset,
+)
+from tests.simulation.conftest import tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_config_is_validated(data, tmp_path):
+    with pytest.raises(ValueError, match="budget_unit"):
+        tiny_config(data, tmp_path, budget_unit="seconds")
+    with pytest.raises(ValueError, match="query_mode"):
+        tiny_config(data, tmp_path, query_mode="boxes", budget=1, initial_budget=1)
+    with pytest.raises(ValueError, match="heuristic"):
+        tiny_config(data, tmp_path, acquisition={"heuristic": "nope"})
+    with pytest.raises(ValueError, match="diversity"):
+        tiny_config(data, tmp_path, acquisition={"diversity": "kcenter"})
+
+
+def test_presets_fill_what_the_options_leave_open(tmp_path):
+    paths = {"pool_dir": "pool", "eval_dir": "eval", "out_dir": str(tmp_path)}
+    cpu = config_from_preset("cpu", **paths, epochs=None, acquisition={"heuristic": "bald"})
+    assert (cpu.resolution, cpu.rounds, cpu.epochs) == (240, PRESETS["cpu"]["rounds"], PRESETS["cpu"]["epochs"])
+    assert cpu.acquisition == {"heuristic": "bald", "superpixel_size": 16}
+    mine = config_from_preset("cpu", **paths, epochs=7, acquisition={"superpixel_size": 24})
+    assert mine.epochs == 7 and mine.acquisition == {"superpixel_size": 24}
+    assert config_from_preset(None, **paths).epochs == SimulationConfig("p", "e", "o").epochs
+    assert config_from_preset("gpu", **paths).warm_start is False
+    with pytest.raises(ValueError, match="preset 'tpu'"):
+        config_from_preset("tpu", **paths)

@@ -1,0 +1,105 @@
+"""The active-learning loop: every mode runs its rounds within the budget, reproducibly, by the server's rule."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from ls_al_backend.simulation import (
+    Simulation,
+    run_simulation,
+)
+from tests.simulation.conftest import BUDGETS, saved_state, tiny_config, without_time
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("mode", list(BUDGETS))
+def test_each_mode_runs_two_rounds_within_the_budget(data, finished, mode):
+    rows, tmp_path, lines = finished(mode)
+
+    assert [row["round"] for row in rows] == [0, 1]
+    assert len(lines) == 2 and all("mIoU" in line for line in lines)
+    for row in rows:
+        assert 0 < row["clicks_round"]
+        if mode != "image":  # whole images may overspend by one image, carried over
+            assert row["clicks_cumulative"] <= BUDGETS[mode] * (row["round"] + 1)
+        assert 0.0 <= row["miou"] <= 1.0
+        assert set(row["per_class_iou"]) == set(tiny_config(data, tmp_path).class_names)
+    assert rows[1]["clicks_cumulative"] == pytest.approx(rows[0]["clicks_round"] + rows[1]["clicks_round"])
+    assert 0 < rows[0]["labelled_pixel_share"] < rows[1]["labelled_pixel_share"] <= 1
+    # what was revealed only grows, and the files hold every finished round
+    first, second = saved_state(tmp_path, 0), saved_state(tmp_path, 1)
+    for before, after in zip(first, second, strict=True):
+        assert after["regions"][: len(before["regions"])] == before["regions"]
+        assert after["pixels"][: len(before["pixels"])] == before["pixels"]
+        assert after["dense"] >= before["dense"]
+    assert sorted(path.name for path in (tmp_path / "state").glob("*.pt")) == ["model_001.pt"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert without_time(saved["rows"]) == without_time(json.loads(json.dumps(rows)))
+    with (tmp_path / "rounds.csv").open() as file:
+        table = list(csv.DictReader(file))
+    assert [int(row["round"]) for row in table] == [0, 1] and "iou_road" in table[0]
+
+
+def test_the_same_seed_gives_the_same_selections_and_another_seed_does_not(data, finished, tmp_path):
+    rows, out, _ = finished("superpixel_dominant")
+    again = run_simulation(tiny_config(data, tmp_path / "again"), log=None)
+    assert without_time(again) == without_time(rows)
+    assert saved_state(tmp_path / "again", 1) == saved_state(out, 1)
+    run_simulation(tiny_config(data, tmp_path / "other", seed=1, rounds=1), log=None)
+    assert saved_state(tmp_path / "other", 0) != saved_state(out, 0)
+
+
+def test_mean_teacher_runs_two_rounds_under_its_own_strategy_name(data, tmp_path):
+    config = tiny_config(data, tmp_path, semi_supervised="mean_teacher")
+    assert config.strategy == "superpixel_dominant:bald:pixbal:mean_teacher"
+    assert config.train_config(0).semi_supervised == "mean_teacher"
+    assert config.reference_train_config().semi_supervised == "none"
+    rows = run_simulation(config, log=None)
+    assert [row["round"] for row in rows] == [0, 1] and all(0.0 <= row["miou"] <= 1.0 for row in rows)
+    assert json.loads((tmp_path / "results.json").read_text())["strategy"].endswith(":mean_teacher")
+    with pytest.raises(ValueError, match="semi_supervised"):
+        tiny_config(data, tmp_path, semi_supervised="fixmatch")
+
+
+def test_a_budget_in_pixels_bounds_the_labelled_pixels_and_rows_still_count_clicks(data, tmp_path):
+    config = tiny_config(data, tmp_path, budget_unit="pixels", budget=700, initial_budget=700)
+    rows = run_simulation(config, log=None)
+    assert rows[0]["labelled_pixels"] <= 700 < rows[1]["labelled_pixels"] <= 1400
+    assert [row["clicks_round"] for row in rows] == [row["units_selected"] for row in rows], "1 click per region"
+
+
+def test_rounds_train_by_the_servers_rule_and_record_steps(data, finished):
+    rows, _, _ = finished("superpixel_dominant")
+    for row in rows:
+        assert row["train_steps"] == row["labelled_images"] // 2 + row["labelled_images"] % 2, "1 epoch, batches of 2"
+        assert row["train_seconds"] > 0 and row["precision"] in {"fp32", "bf16"}
+        assert 0 < row["click_share_of_full"] < 1
+
+
+def test_random_whole_images_are_taken_in_order_and_the_unspent_budget_carries_over(data, tmp_path):
+    """A random round takes images in order, the first always and then while they fit (never a cheaper one
+    instead), and the next round gets what was left or overspent: cumulative clicks track the plan within one
+    image."""
+    config = tiny_config(data, tmp_path, "image", acquisition={"heuristic": "random"}, rounds=3)
+    simulation = Simulation(config, log=None)
+    costs = [simulation.image_clicks(i) for i in range(len(simulation.pool))]
+    rows = run_simulation(config, log=None)
+    for row in rows:
+        planned = config.initial_budget + row["round"] * config.budget
+        assert row["budget_spent_cumulative"] == row["clicks_cumulative"]
+        assert abs(planned - row["clicks_cumulative"]) < max(costs), "never more than one image off the plan"
+        assert row["units_selected"] >= 1
+
+
+def test_a_round_whose_budget_the_last_image_spent_labels_nothing_new(data, tmp_path):
+    config = tiny_config(
+        data, tmp_path, "image", acquisition={"heuristic": "random"}, rounds=2, budget=20, initial_budget=20
+    )
+    rows = run_simulation(config, log=None)
+    assert rows[0]["units_selected"] == 1 and rows[0]["clicks_cumulative"] > 40, "the first image, over budget"
+    assert rows[1]["units_selected"] == 0 and rows[1]["clicks_round"] == 0
+    assert rows[1]["miou"] == rows[0]["miou"] and rows[1]["clicks_cumulative"] == rows[0]["clicks_cumulative"]

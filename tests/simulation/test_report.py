@@ -1,0 +1,124 @@
+"""Results over seeds: mean and std, the goal check, unfinished runs listed, plots and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ls_al_backend.simulation import (
+    plot_learning_curves,
+    summarise,
+    summary_table,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def write_runs(tmp_path, runs, reference_miou=0.6, rounds=3) -> list[Path]:
+    """Result files of fabricated runs ``(strategy, heuristic, seed, offset of the last mIoU)`` and a reference."""
+    files = []
+    for strategy, heuristic, seed, offset in runs:
+        rows = [
+            {
+                "round": i,
+                "clicks_cumulative": 10 * (i + 1),
+                "labelled_pixel_share": 1e-4 * (i + 1),
+                "click_share_of_full": 0.01 * (i + 1),
+                "miou": 0.2 + i / 9,
+                "train_steps": 5,
+                "train_seconds": 1.0,
+            }
+            for i in range(3)
+        ]
+        rows[-1]["miou"] += offset
+        folder = tmp_path / strategy / f"seed_{seed}"
+        folder.mkdir(parents=True)
+        payload = {"kind": "active_learning", "strategy": strategy, "seed": seed, "rows": rows}
+        config = {"acquisition": {"heuristic": heuristic}, "rounds": rounds}
+        (folder / "results.json").write_text(json.dumps(payload | {"config": config}))
+        files.append(folder)
+    reference = tmp_path / "reference" / "seed_0"
+    reference.mkdir(parents=True)
+    payload = {"kind": "reference", "miou": reference_miou, "miou_at_half_steps": reference_miou - 0.005}
+    (reference / "reference.json").write_text(json.dumps(payload))
+    return [*files, reference]
+
+
+def test_plot_learning_curves(tmp_path):
+    pytest.importorskip("matplotlib")
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12), ("rand", "random", 0, 0)])
+    out = plot_learning_curves(files, tmp_path / "plot" / "curves.png")
+    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    by_pixels = plot_learning_curves(files, tmp_path / "plot" / "pixels.png", x_axis="pixels")
+    assert by_pixels.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and by_pixels.read_bytes() != out.read_bytes()
+    with pytest.raises(ValueError, match="x_axis"):
+        plot_learning_curves(files, tmp_path / "bad.png", x_axis="seconds")
+
+
+def test_the_summary_gives_mean_and_std_over_seeds_and_checks_the_goal(tmp_path):
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12), ("rand", "random", 0, 0)])
+    summary = summarise(files)
+    bald, rand = summary["strategies"]["bald"], summary["strategies"]["rand"]
+    assert bald["seeds"] == 2 and not bald["random_baseline"] and rand["random_baseline"]
+    assert bald["final_miou_mean"] == pytest.approx(0.2 + 2 / 9 + 0.11, abs=1e-4)
+    assert bald["final_miou_std"] == pytest.approx(0.01414, abs=1e-4) and rand["final_miou_std"] is None
+    assert bald["miou_std_per_round"][:2] == [0.0, 0.0] and bald["clicks_per_round"] == [10, 20, 30]
+    assert bald["click_share_of_full"] == pytest.approx(0.03) and bald["final_clicks"] == 30
+    assert summary["reference"] == {
+        "miou_mean": 0.6, "miou_std": None, "seeds": 1, "miou_at_half_steps": 0.595,
+        "miou_at_half_steps_std": None, "train_steps": None,
+    }  # fmt: skip
+    goal = summary["goal"]
+    assert goal["best_strategy"] == "bald" and goal["gaps_to_random"]["rand"]["gap"] == pytest.approx(0.11, abs=1e-4)
+    assert goal["round"] == 2 and goal["click_share_of_full"] == pytest.approx(0.03), "the last round within 5%"
+    assert not goal["met"], "one random seed: no spread to compare with, and 89% of the reference"
+
+    table = summary_table(files)
+    assert "| bald | 2 | 20.0 ± 0.0 (10) → 31.1 ± 0.0 (20) → 53.2 ± 1.4 (30) | 3.00% | 0.03% | 89% |" in table
+    assert "| fully supervised (every pool pixel) | 1 | 60.0 (half the steps: 59.5) | 100% | - | 100% |" in table
+    assert "**not met**" in table
+
+    more = write_runs(tmp_path / "more", [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12),
+                                           ("rand", "random", 0, 0), ("rand", "random", 1, 0.01)], 0.58)  # fmt: skip
+    assert summarise(more)["goal"]["met"], "92% of the reference, 10.5 points over random with a pooled std of 1"
+
+
+def test_the_goal_is_judged_at_the_last_round_within_five_percent_of_full_clicks(tmp_path):
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("rand", "random", 0, 0)])
+    for folder in files[:2]:
+        payload = json.loads((folder / "results.json").read_text())
+        for row, share in zip(payload["rows"], (0.02, 0.045, 0.06), strict=True):
+            row["click_share_of_full"] = share
+        (folder / "results.json").write_text(json.dumps(payload))
+    goal = summarise(files)["goal"]
+    assert goal["round"] == 1 and goal["clicks"] == 20, "round 2 spends 6% of full: past the goal's budget"
+    assert goal["gaps_to_random"]["rand"]["gap"] == pytest.approx(0.0), "same round, same mIoU"
+
+
+def test_an_unfinished_run_is_listed_not_counted(tmp_path):
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1)], rounds=5)
+    summary = summarise(files)
+    assert summary["strategies"] == {} and summary["in_progress"] == ["bald seed 0"]
+    assert "In progress (not counted): bald seed 0." in summary_table(files)
+
+
+def test_the_cli_writes_the_summary_files(tmp_path):
+    from ls_al_backend.cli import main
+
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("rand", "random", 0, 0)])
+    out = tmp_path / "summary"
+    assert main(["simulate", "--pool", "p", "--eval", "e", "--out", str(out), "--plot", *map(str, files)]) == 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        "learning_curves.png", "learning_curves_pixels.png", "summary.json", "summary.md",
+    ]  # fmt: skip
+    assert json.loads((out / "summary.json").read_text()) == summarise(files)
+
+
+def test_summarising_paths_without_results_is_a_readable_error(tmp_path, capsys):
+    from ls_al_backend.cli import main
+
+    argv = ["simulate", "--pool", "p", "--eval", "e", "--out", str(tmp_path / "out"), "--plot", str(tmp_path / "none")]
+    assert main(argv) == 2
+    assert "no results.json or reference.json" in capsys.readouterr().err and not (tmp_path / "out").exists()
