@@ -32,7 +32,7 @@ from tests.e2e.harness import (
 from tests.e2e.test_training_events import annotation_config, brush_stroke
 from tests.faults.conftest import LEDGER
 
-ROUND_TIMEOUT_S = 300
+ROUND_TIMEOUT_S = 600
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,13 @@ def job(backend: RunningBackend, job_id: str) -> dict[str, Any]:
     return next(item for item in backend.get("/jobs")["jobs"] if item["id"] == job_id)
 
 
+def wait_for_end(backend: RunningBackend, job_id: str) -> dict[str, Any]:
+    """The job once finished or failed; on a timeout the failure shows the job and the backend's log."""
+    ended = wait_until(lambda: job(backend, job_id)["status"] in ("finished", "failed"), ROUND_TIMEOUT_S)
+    assert ended, f"job {job_id} still running after {ROUND_TIMEOUT_S} s: {job(backend, job_id)}\n{backend.log_tail()}"
+    return job(backend, job_id)
+
+
 def test_label_studio_stopped_mid_round_then_restarted(
     own_studio: LabelStudio, tiny_images: list[TinyImage], tmp_path: Path
 ) -> None:
@@ -76,10 +83,10 @@ def test_label_studio_stopped_mid_round_then_restarted(
         "legacy_token",
         LEGACY_TOKEN,
         tmp_path / "backend",
-        # 10 epochs of 10 steps, each reported: Label Studio stops during them; short retries: the outage outlasts them
+        # 6 epochs of 10 steps, each reported: Label Studio stops during them; short retries: the outage outlasts them
         {
-            "TRAIN_EPOCHS": "10",
-            "TRAIN_MIN_STEPS": "100",
+            "TRAIN_EPOCHS": "6",
+            "TRAIN_MIN_STEPS": "60",
             "STUDIO_RETRIES": "2",
             "STUDIO_BACKOFF_S": "0.2",
             "KEEP_PREDICTION_VERSIONS": "1",
@@ -91,8 +98,7 @@ def test_label_studio_stopped_mid_round_then_restarted(
             backend, first
         )
         own_studio.stop()
-        assert wait_until(lambda: job(backend, first)["status"] in ("finished", "failed"), ROUND_TIMEOUT_S)
-        failed = job(backend, first)
+        failed = wait_for_end(backend, first)
         assert failed["status"] == "failed" and "StudioError" in failed["error"], failed
         assert backend.get(f"/versions?project={project['id']}")["versions"] == ["v0", "v1"], (
             "the trained version stays"
@@ -100,8 +106,7 @@ def test_label_studio_stopped_mid_round_then_restarted(
 
         own_studio.restart()
         rerun = post_training(backend, project)
-        assert wait_until(lambda: job(backend, rerun)["status"] in ("finished", "failed"), ROUND_TIMEOUT_S)
-        finished = job(backend, rerun)
+        finished = wait_for_end(backend, rerun)
         assert finished["status"] == "finished", finished["error"]
         version = finished["result"]["model_version"]
         tasks = {task["id"]: task for task in studio.tasks(project["id"])}
@@ -117,9 +122,9 @@ def test_label_studio_stopped_mid_round_then_restarted(
 
         # one more round: with KEEP_PREDICTION_VERSIONS=1 Label Studio keeps only the newest version's predictions
         third = post_training(backend, project)
-        assert wait_until(lambda: job(backend, third)["status"] in ("finished", "failed"), ROUND_TIMEOUT_S)
-        assert job(backend, third)["status"] == "finished", job(backend, third)["error"]
-        newest = job(backend, third)["result"]["model_version"]
+        last = wait_for_end(backend, third)
+        assert last["status"] == "finished", last["error"]
+        newest = last["result"]["model_version"]
         for task in unlabelled:
             kept = [prediction["model_version"] for prediction in studio.predictions(task["id"])]
             assert kept == [newest], f"task {task['id']}: {kept}"
