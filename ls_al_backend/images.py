@@ -24,7 +24,6 @@ import logging
 import os
 import posixpath
 import tempfile
-import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -34,7 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ls_al_backend.config import Settings
 from ls_al_backend.storage import FolderBudget
-from ls_al_backend.studio import StudioClient, StudioError, read_limited
+from ls_al_backend.studio import StudioClient, StudioError, read_limited, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -196,17 +195,16 @@ class ImageLoader:
             raise ImageError(
                 f"image host {host!r} is not allowed; add it to ALLOWED_IMAGE_HOSTS to let the backend fetch it"
             )
-        for attempt in range(self.retries + 1):
-            try:
-                response = requests.get(url, timeout=self.timeout_s, stream=True, allow_redirects=False)
-            except requests.RequestException as error:
-                if attempt == self.retries:
-                    raise ImageError(f"cannot download {url!r}: {error}") from None
-            else:
-                if response.status_code < 500 or attempt == self.retries:
-                    break
-                response.close()
-            time.sleep(self.backoff_s * 2**attempt)
+        try:
+            response = with_retries(
+                lambda: requests.get(url, timeout=self.timeout_s, stream=True, allow_redirects=False),
+                requests.RequestException,
+                self.retries,
+                self.backoff_s,
+                f"GET {url}",
+            )
+        except requests.RequestException as error:
+            raise ImageError(f"cannot download {url!r}: {error}") from None
         if response.status_code != 200:
             raise ImageError(
                 f"downloading {url!r} answered HTTP {response.status_code}"

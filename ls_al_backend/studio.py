@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -113,19 +113,13 @@ class StudioClient:
     def request_with_retries(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
         """:meth:`request`, retried ``retries`` times with exponential backoff (``backoff_s``, doubling) after a
         connection error or a 5xx answer; the last answer (any status) is returned, or the last error raised."""
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.request(method, path_or_url, **kwargs)
-            except StudioError:
-                if attempt == self.retries:
-                    raise
-            else:
-                if response.status_code < 500 or attempt == self.retries:
-                    return response
-                response.close()
-            log.warning("%s %s: attempt %d failed; retrying", method, path_or_url, attempt + 1)
-            time.sleep(self.backoff_s * 2**attempt)
-        raise AssertionError("unreachable")
+        return with_retries(
+            lambda: self.request(method, path_or_url, **kwargs),
+            StudioError,
+            self.retries,
+            self.backoff_s,
+            f"{method} {path_or_url}",
+        )
 
     def call(self, method: str, path: str, **kwargs) -> Any:
         """JSON API call, retried like :meth:`request_with_retries`; an error answer raises :class:`StudioError`
@@ -224,6 +218,30 @@ class StudioClient:
         if response.status_code != 200:
             raise StudioError(f"Label Studio answered HTTP {response.status_code} for {path_or_url}")
         return read_limited(response, max_bytes)
+
+
+def with_retries(
+    send: Callable[[], requests.Response],
+    errors: type[Exception] | tuple[type[Exception], ...],
+    retries: int,
+    backoff_s: float,
+    what: str,
+) -> requests.Response:
+    """``send()``, retried ``retries`` times with exponential backoff (``backoff_s``, doubling) after one of
+    ``errors`` or a 5xx answer; the last answer (any status) is returned, or the last error raised."""
+    for attempt in range(retries + 1):
+        try:
+            response = send()
+        except errors:
+            if attempt == retries:
+                raise
+        else:
+            if response.status_code < 500 or attempt == retries:
+                return response
+            response.close()
+        log.warning("%s: attempt %d failed; retrying", what, attempt + 1)
+        time.sleep(backoff_s * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def version_number(model_version: object) -> int | None:

@@ -19,7 +19,6 @@ import pytest
 
 from tests.e2e.harness import (
     LEGACY_TOKEN,
-    REPO_ROOT,
     TOKEN_KINDS,
     BackendPool,
     LabelStudio,
@@ -64,17 +63,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
     """Label Studio with SQLite in a temporary folder, an admin user and legacy tokens enabled."""
-    ls_venv = Path(os.environ.get("LS_VENV", ".ls-venv"))
-    if not ls_venv.is_absolute():
-        ls_venv = REPO_ROOT / ls_venv
-    try:
-        studio = LabelStudio.start(ls_venv, tmp_path_factory.mktemp("label-studio"))
-    except StartError as error:
-        pytest.fail(str(error))
-    try:
+    with LabelStudio.running(tmp_path_factory.mktemp("label-studio")) as studio:
         yield studio
-    finally:
-        studio.stop()
 
 
 @pytest.fixture(scope="session")

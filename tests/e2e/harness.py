@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,11 +11,12 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from PIL import Image
 
@@ -156,6 +158,21 @@ class LabelStudio:
 
     def stop(self) -> None:
         self.script("stop", str(self.data_dir))
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, data_dir: Path) -> Iterator[LabelStudio]:
+        """A Label Studio from ``$LS_VENV`` (default ``.ls-venv``) on ``data_dir``, stopped on exit; one that does
+        not start fails the test with its log."""
+        ls_venv = Path(os.environ.get("LS_VENV", ".ls-venv"))
+        try:
+            studio = cls.start(ls_venv if ls_venv.is_absolute() else REPO_ROOT / ls_venv, data_dir)
+        except StartError as error:
+            pytest.fail(str(error))
+        try:
+            yield studio
+        finally:
+            studio.stop()
 
     def restart(self) -> None:
         """Start again on the same port and data folder (its SQLite database, uploads and users kept)."""

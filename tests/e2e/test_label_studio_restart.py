@@ -9,7 +9,6 @@ by the new version. A third round then shows that older versions' predictions ar
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,9 @@ import requests
 
 from tests.e2e.harness import (
     LEGACY_TOKEN,
-    REPO_ROOT,
     ConfigTags,
     LabelStudio,
     RunningBackend,
-    StartError,
     Studio,
     TinyImage,
     start_backend,
@@ -37,17 +34,8 @@ ROUND_TIMEOUT_S = 600
 
 @pytest.fixture(scope="module")
 def own_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
-    ls_venv = Path(os.environ.get("LS_VENV", ".ls-venv"))
-    try:
-        studio = LabelStudio.start(
-            ls_venv if ls_venv.is_absolute() else REPO_ROOT / ls_venv, tmp_path_factory.mktemp("ls-restart")
-        )
-    except StartError as error:
-        pytest.fail(str(error))
-    try:
+    with LabelStudio.running(tmp_path_factory.mktemp("ls-restart")) as studio:
         yield studio
-    finally:
-        studio.stop()
 
 
 def post_training(backend: RunningBackend, project: dict[str, Any]) -> str:
