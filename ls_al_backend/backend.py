@@ -24,12 +24,12 @@ from ls_al_backend.acquisition.pool import PoolStatistics, pool_statistics
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
 from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError, ImageLoader
-from ls_al_backend.labeling.config import LabelConfig, QueryMode, parse_label_config
-from ls_al_backend.labeling.render import class_mask_results, overlay_results, query_results
+from ls_al_backend.labeling.render import class_mask_results, overlay_results
 from ls_al_backend.model.inference import mc_dropout_batch, working_size
 from ls_al_backend.model.network import NetworkSpec, SegmentationNet, select_device
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.store import ModelCache, ModelStore, version_name
+from ls_al_backend.modes import LabelConfig, Queries, parse_label_config
 from ls_al_backend.projects import InvalidProject, ProjectStore, project_id_from
 from ls_al_backend.storage import append_line
 from ls_al_backend.studio import studio_client
@@ -38,20 +38,6 @@ log = logging.getLogger(__name__)
 
 
 TRAINING_ACTION = "START_TRAINING"
-
-
-#: What each query mode asks of the acquisition engine unless ACQUISITION or the request say otherwise.
-MODE_ACQUISITION_DEFAULTS: dict[QueryMode, dict[str, Any]] = {
-    QueryMode.DENSE_BRUSH: {"superpixel_method": "none", "top_k_regions": 0},
-    QueryMode.SUPERPIXEL_DOMINANT: {"label_mode": "dominant", "superpixel_method": "slic", "top_k_regions": 10},
-    QueryMode.SUPERPIXEL_MULTICLASS: {"label_mode": "multiclass", "superpixel_method": "slic", "top_k_regions": 10},
-    QueryMode.SPARSE_POINTS: {
-        "superpixel_method": "none",
-        "top_k_regions": 0,
-        "top_n_pixels": 10,
-        "pixel_selection": "pixelpick",  # random among the top 5 %: spread out, unlike the 10 top pixels
-    },
-}
 
 
 class TrainingRequests(Protocol):
@@ -130,7 +116,7 @@ class Backend:
     def acquisition_config(self, config: LabelConfig, request: dict[str, Any] | None = None) -> AcquisitionConfig:
         """Mode defaults, then ``ACQUISITION``, then the request's ``params.acquisition`` (ValueError if bad)."""
         return AcquisitionConfig.from_mapping(
-            {**MODE_ACQUISITION_DEFAULTS[config.mode], **self.settings.acquisition_defaults, **(request or {})}
+            {**config.handler.acquisition_defaults, **self.settings.acquisition_defaults, **(request or {})}
         )
 
     def predict(
@@ -260,9 +246,13 @@ class Backend:
             (int(row), int(col), scale * float(score))
             for (row, col), score in zip(scores.top_pixels.tolist(), scores.top_pixel_scores.tolist(), strict=True)
         ]
-        superpixels = None if scores.superpixels is None else scores.superpixels.numpy()
-        by_score = sorted(regions, key=lambda item: -item[-1]), sorted(pixels, key=lambda item: -item[-1])
-        result += query_results(config, image_size, superpixels, *by_score, grid_size=analysed.shape[:2])
+        queries = Queries(
+            regions=sorted(regions, key=lambda item: -item[-1]),
+            pixels=sorted(pixels, key=lambda item: -item[-1]),
+            superpixels=None if scores.superpixels is None else scores.superpixels.numpy(),
+            grid_size=analysed.shape[:2],
+        )
+        result += config.handler.query_results(config, queries, image_size)
         return TaskPrediction(result, scale * scores.image_score, model_version)
 
     # --- events ---

@@ -44,6 +44,8 @@ def serve(settings: Settings, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ls_al_backend.modes import QueryMode
+
     parser = argparse.ArgumentParser(
         prog="ls-al-backend",
         description="Active-learning ML backend for Label Studio (semantic segmentation).",
@@ -71,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument(
         "--mode",
         default="superpixel_dominant",
-        choices=("image", "superpixel_dominant", "superpixel_multiclass", "pixels"),
-        help="query mode",
+        choices=[mode.value for mode in QueryMode],
+        help="query mode (dense_brush: whole images traced as polygons; superpixel_*: superpixel queries; "
+        "sparse_points: pixel queries)",
     )
     sim.add_argument(
         "--acquisition", default="{}", help='JSON, e.g. \'{"heuristic": "bald", "class_balance": "pixbal"}\''
@@ -170,7 +173,8 @@ class CommandError(Exception):
 def train_offline(settings: Settings, export: Path, images: Path, label_config: Path, project: str) -> None:
     """Train from an exported project: image URLs are matched to files in ``images`` by file name."""
     from ls_al_backend.jobs.pipeline import Pipeline
-    from ls_al_backend.labeling.config import UnsupportedLabelConfig, parse_label_config
+    from ls_al_backend.labeling.config import UnsupportedLabelConfig
+    from ls_al_backend.modes import parse_label_config
     from ls_al_backend.projects import InvalidProject, project_id_from
 
     try:

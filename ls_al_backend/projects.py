@@ -7,7 +7,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from ls_al_backend.labeling.config import LabelConfig, parse_label_config
+from ls_al_backend.modes import LabelConfig, parse_label_config
 
 _PROJECT_UID = re.compile(r"^(\d+)(?:\.\d+)?$")
 

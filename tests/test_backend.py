@@ -6,17 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ls_al_backend.backend import MODE_ACQUISITION_DEFAULTS, Backend, analysis_image
+from ls_al_backend.acquisition.api import AcquisitionConfig
+from ls_al_backend.backend import Backend, analysis_image
 from ls_al_backend.config import Settings
-from ls_al_backend.labeling.config import QueryMode, parse_label_config
+from ls_al_backend.modes import QueryMode, parse_label_config, registered
 from tests.conftest import LABEL_CONFIGS, REPO_ROOT
 
 DENSE = (REPO_ROOT / "label_configs" / "dense_brush.xml").read_text()
 
 
 def test_every_query_mode_and_shipped_config_has_valid_acquisition_defaults(settings: Settings) -> None:
-    assert set(MODE_ACQUISITION_DEFAULTS) == set(QueryMode)
+    assert {handler.name for handler in registered()} >= set(QueryMode)
     backend = Backend(settings)
+    for handler in registered():
+        assert AcquisitionConfig.from_mapping(handler.acquisition_defaults), handler.name
     for path in LABEL_CONFIGS:
         assert backend.acquisition_config(parse_label_config(path.read_text())), path.name
 

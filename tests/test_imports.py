@@ -1,5 +1,5 @@
-"""Imports point one way: server -> jobs -> backend -> {acquisition, labeling, model}; model/ never reaches back
-into the application (settings, jobs, server, Label Studio, images)."""
+"""Imports point one way: server -> jobs -> backend -> modes -> {acquisition, labeling, model}; none of the last
+four reaches back into the application (settings, jobs, server, Label Studio, images)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,11 @@ def test_the_model_package_imports_nothing_of_the_application_layer() -> None:
     assert not graph["model"] & application, graph["model"]
     assert not graph["acquisition"] & application, graph["acquisition"]
     assert not graph["labeling"] & application, graph["labeling"]
+
+
+def test_the_query_modes_sit_above_the_building_blocks_and_below_the_application() -> None:
+    graph = imports_by_part()
+    for part in ("acquisition", "labeling", "model"):
+        assert "modes" not in graph[part], (part, graph[part])
+    application = {"config", "jobs", "server", "cli", "backend", "studio", "images", "projects", "bench", "simulation"}
+    assert not graph["modes"] & application, graph["modes"]

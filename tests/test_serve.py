@@ -15,7 +15,7 @@ import pytest
 import requests
 from label_studio_sdk.converter.brush import decode_rle
 
-from ls_al_backend.labeling.config import parse_label_config
+from ls_al_backend.modes import parse_label_config
 from tests.conftest import LABEL_CONFIGS, REPO_ROOT
 
 

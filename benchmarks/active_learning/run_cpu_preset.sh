@@ -28,12 +28,12 @@ mkdir -p "$OUT"
 
 # name | query mode | acquisition (JSON). Random baselines carry "random" in their names.
 STRATEGIES=(
-  "image_random|image|{\"heuristic\": \"random\"}"
+  "image_random|dense_brush|{\"heuristic\": \"random\"}"
   "sp_random|superpixel_dominant|{\"heuristic\": \"random\"}"
   "sp_entropy_classbal|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}"
   "sp_balent|superpixel_dominant|{\"heuristic\": \"balanced_entropy\"}"
   "mc_entropy_pixbal|superpixel_multiclass|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"pixbal\"}"
-  "px_balent_pixelpick|pixels|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}"
+  "px_balent_pixelpick|sparse_points|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}"
 )
 
 finished() {  # $1: run folder; true when every configured round (or the reference) is in its results

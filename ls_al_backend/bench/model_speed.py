@@ -23,11 +23,11 @@ from ls_al_backend.backend import Backend
 from ls_al_backend.config import Settings
 from ls_al_backend.jobs.pipeline import Pipeline, train_config_from
 from ls_al_backend.labeling.annotations import LabelTarget
-from ls_al_backend.labeling.config import parse_label_config
 from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import mc_dropout, pad_to_multiple, to_tensor, working_size
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.training import stage_batches_per_epoch, train
+from ls_al_backend.modes import parse_label_config
 from ls_al_backend.simulation import load_split
 
 #: ``load_split`` resolution that never shrinks an image.
@@ -158,7 +158,15 @@ def measure_training(
             last = now
 
         unlabelled = [example.image for example in examples]  # used only with TRAIN_SEMI_SUPERVISED=mean_teacher
-        train(net, samples, train_config, device, progress=on_epoch, mode=config.mode, unlabelled=unlabelled)
+        train(
+            net,
+            samples,
+            train_config,
+            device,
+            progress=on_epoch,
+            partial_labels=config.handler.partial_labels,
+            unlabelled=unlabelled,
+        )
     per_epoch = stage_batches_per_epoch(len(samples), train_config, epochs) * train_config.batch_size
     return {
         "what": "train(net, samples, train_config_from(settings), device) on CamVid masks as dense labels",

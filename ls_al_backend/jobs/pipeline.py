@@ -24,13 +24,13 @@ import numpy as np
 from ls_al_backend.backend import Backend
 from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError
-from ls_al_backend.labeling.annotations import MalformedAnnotation, annotation_to_target, latest_annotation
-from ls_al_backend.labeling.config import LabelConfig, parse_label_config
+from ls_al_backend.labeling.annotations import MalformedAnnotation, latest_annotation
 from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.network import SegmentationNet, build_network
 from ls_al_backend.model.store import version_name
 from ls_al_backend.model.train_config import TrainConfig
 from ls_al_backend.model.training import train
+from ls_al_backend.modes import LabelConfig, annotation_to_target, parse_label_config
 from ls_al_backend.studio import StudioClient, StudioError
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,13 @@ class Pipeline:
             report({**update, "stage": "training"})
 
         result = train(
-            net, samples, train_config, self.backend.device, progress=on_epoch, mode=config.mode, unlabelled=images
+            net,
+            samples,
+            train_config,
+            self.backend.device,
+            progress=on_epoch,
+            partial_labels=config.handler.partial_labels,
+            unlabelled=images,
         )
         pool_images = self.sample_images(
             tasks,

@@ -1,16 +1,7 @@
-"""Label Studio annotations -> training targets (pure numpy).
-
-One annotation's ``result`` list becomes a :class:`LabelTarget` for an image of ``H x W`` pixels:
-
-- dense brush: every ``brushlabels`` region on the class tag paints its class (later regions win);
-- superpixel dominant: a query polygon plus its per-region choice (same ``id``) gives the polygon one class;
-- superpixel multi-class: a query polygon plus its ticked classes gives the polygon a candidate set
-  (``region_ids`` / ``candidates``); a region with exactly one ticked class also goes into ``labels``;
-- sparse points: a query keypoint plus its per-region choice labels that one pixel.
-
-Dropped before anything else: the uncertainty overlay, and in the query modes the class-brush layer (the
-model's pre-annotation, shown for context). Query regions without an answer are ignored. Anything that does
-not fit the label config raises :class:`MalformedAnnotation`; callers log it and skip the task.
+"""Reading Label Studio annotations (pure numpy): the training target type, which annotation of a task counts,
+which of its results carry labels, the answers to query regions, and the geometry of brush, polygon and keypoint
+results. What a query mode makes of them is its handler's (:mod:`ls_al_backend.modes`); anything that does not
+fit the label config raises :class:`MalformedAnnotation`, and callers log it and skip the task.
 
 Coordinates: Label Studio gives positions in percent of ``original_width`` / ``original_height``. Pixel
 ``(row, col)`` covers ``[col, col + 1) x [row, row + 1)`` of the continuous image plane; a pixel belongs to a
@@ -28,7 +19,7 @@ from typing import Any
 import numpy as np
 from skimage.draw import polygon as draw_polygon
 
-from ls_al_backend.labeling.config import LabelConfig, QueryMode
+from ls_al_backend.labeling.config import LabelTags
 from ls_al_backend.labeling.rle import rle_to_mask
 
 IGNORE = -1
@@ -106,14 +97,14 @@ def latest_annotation(task: dict) -> dict | None:
 # Result parsing helpers
 
 
-def _describe(result: dict) -> str:
+def describe(result: dict) -> str:
     return f"result {result.get('id')!r} ({result.get('type')!r} on {result.get('from_name')!r})"
 
 
-def _value(result: dict) -> dict:
+def value_of(result: dict) -> dict:
     value = result.get("value")
     if not isinstance(value, dict):
-        raise MalformedAnnotation(f"{_describe(result)} has no 'value' object")
+        raise MalformedAnnotation(f"{describe(result)} has no 'value' object")
     return value
 
 
@@ -124,56 +115,56 @@ def _check_size(result: dict, height: int, width: int) -> None:
     size = (result.get("original_height"), result.get("original_width"))
     if size != (height, width):
         raise MalformedAnnotation(
-            f"{_describe(result)} was drawn on a {size[1]}x{size[0]} image (original_width x original_height), "
+            f"{describe(result)} was drawn on a {size[1]}x{size[0]} image (original_width x original_height), "
             f"but the image is {width}x{height}"
         )
 
 
-def _class_index(config: LabelConfig, name: Any, result: dict) -> int:
+def class_index(config: LabelTags, name: Any, result: dict) -> int:
     if not isinstance(name, str) or name not in config.class_names:
-        raise MalformedAnnotation(f"{_describe(result)} names unknown class {name!r}; known: {config.class_names}")
+        raise MalformedAnnotation(f"{describe(result)} names unknown class {name!r}; known: {config.class_names}")
     return config.class_names.index(name)
 
 
-def _single_label(result: dict, key: str) -> str:
-    labels = _value(result).get(key)
+def single_label(result: dict, key: str) -> str:
+    labels = value_of(result).get(key)
     if not isinstance(labels, list) or len(labels) != 1:
-        raise MalformedAnnotation(f"{_describe(result)} must carry exactly one label in value.{key}, got {labels!r}")
+        raise MalformedAnnotation(f"{describe(result)} must carry exactly one label in value.{key}, got {labels!r}")
     return labels[0]
 
 
 def _percent(value: Any, what: str, result: dict) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise MalformedAnnotation(f"{_describe(result)} has a non-numeric {what}: {value!r}")
+        raise MalformedAnnotation(f"{describe(result)} has a non-numeric {what}: {value!r}")
     if not 0.0 <= value <= 100.0:
-        raise MalformedAnnotation(f"{_describe(result)} has {what} = {value} outside 0..100 percent")
+        raise MalformedAnnotation(f"{describe(result)} has {what} = {value} outside 0..100 percent")
     return float(value)
 
 
-def _brush_mask(result: dict, height: int, width: int) -> np.ndarray:
+def brush_mask(result: dict, height: int, width: int) -> np.ndarray:
     """``[H, W]`` bool: the painted pixels (alpha > 0) of a ``brushlabels`` result."""
-    value = _value(result)
+    value = value_of(result)
     if value.get("format", "rle") != "rle":
-        raise MalformedAnnotation(f"{_describe(result)} has brush format {value.get('format')!r}; expected 'rle'")
+        raise MalformedAnnotation(f"{describe(result)} has brush format {value.get('format')!r}; expected 'rle'")
     rle = value.get("rle")
     if not isinstance(rle, list) or not all(isinstance(byte, int) and 0 <= byte <= 255 for byte in rle):
-        raise MalformedAnnotation(f"{_describe(result)} has no RLE byte list in value.rle")
+        raise MalformedAnnotation(f"{describe(result)} has no RLE byte list in value.rle")
     try:
         alpha = rle_to_mask(rle, height, width)
     except ValueError as error:
-        raise MalformedAnnotation(f"{_describe(result)} has malformed RLE: {error}") from None
+        raise MalformedAnnotation(f"{describe(result)} has malformed RLE: {error}") from None
     return alpha > 0
 
 
-def _polygon_mask(result: dict, height: int, width: int) -> np.ndarray:
+def polygon_mask(result: dict, height: int, width: int) -> np.ndarray:
     """``[H, W]`` bool: pixels whose centre lies inside a ``polygonlabels`` result."""
-    points = _value(result).get("points")
+    points = value_of(result).get("points")
     if not isinstance(points, list) or len(points) < 3:
-        raise MalformedAnnotation(f"{_describe(result)} needs at least 3 points in value.points")
+        raise MalformedAnnotation(f"{describe(result)} needs at least 3 points in value.points")
     xs, ys = [], []
     for point in points:
         if not isinstance(point, list | tuple) or len(point) != 2:
-            raise MalformedAnnotation(f"{_describe(result)} has a point that is not [x, y]: {point!r}")
+            raise MalformedAnnotation(f"{describe(result)} has a point that is not [x, y]: {point!r}")
         xs.append(_percent(point[0], "a point's x", result))
         ys.append(_percent(point[1], "a point's y", result))
     # Percent -> continuous image coordinates -> pixel-centre coordinates (centre of pixel i is at i + 0.5).
@@ -185,72 +176,33 @@ def _polygon_mask(result: dict, height: int, width: int) -> np.ndarray:
     return mask
 
 
-def _keypoint_pixel(result: dict, height: int, width: int) -> tuple[int, int]:
+def keypoint_pixel(result: dict, height: int, width: int) -> tuple[int, int]:
     """``(row, col)`` of the pixel under a ``keypointlabels`` result."""
-    value = _value(result)
+    value = value_of(result)
     x = _percent(value.get("x"), "x", result)
     y = _percent(value.get("y"), "y", result)
     return min(height - 1, math.floor(y / 100.0 * height)), min(width - 1, math.floor(x / 100.0 * width))
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Annotation -> target
+# The results that carry labels, and the answers to query regions
 
 
-def _dense_target(results: list[dict], config: LabelConfig, height: int, width: int) -> LabelTarget:
-    labels = np.full((height, width), IGNORE, dtype=np.int64)
-    for result in results:
-        if result.get("type") != "brushlabels":
-            raise MalformedAnnotation(f"{_describe(result)}: the class tag expects 'brushlabels' results")
-        class_index = _class_index(config, _single_label(result, "brushlabels"), result)
-        labels[_brush_mask(result, height, width)] = class_index
-    return LabelTarget(labels=labels)
+def label_results(result: list[dict], config: LabelTags, height: int, width: int) -> list[dict]:
+    """The results of one annotation that carry labels, checked against the label config and the image size.
 
-
-def _query_answers(results: list[dict], config: LabelConfig) -> list[tuple[dict, list[int]]]:
-    """Query regions paired with their chosen class indices, in result order; unanswered regions are left out."""
-    query_type = config.query_type
-    regions: dict[str, dict] = {}
-    answers: dict[str, list[int]] = {}
-    for result in results:
-        region_id = result.get("id")
-        if not isinstance(region_id, str) or not region_id:
-            raise MalformedAnnotation(f"{_describe(result)} has no region id")
-        if result.get("from_name") == config.query.name:
-            if result.get("type") != query_type:
-                raise MalformedAnnotation(f"{_describe(result)}: the query tag expects {query_type!r} results")
-            if region_id in regions:
-                raise MalformedAnnotation(f"two query regions share the id {region_id!r}")
-            regions[region_id] = result
-        else:  # the per-region choices tag
-            if result.get("type") != "choices":
-                raise MalformedAnnotation(f"{_describe(result)}: the per-region tag expects 'choices' results")
-            chosen = _value(result).get("choices")
-            if not isinstance(chosen, list):
-                raise MalformedAnnotation(f"{_describe(result)} has no list in value.choices")
-            if region_id in answers:
-                raise MalformedAnnotation(f"two choices results answer the region {region_id!r}")
-            indices = sorted({_class_index(config, name, result) for name in chosen})
-            if len(indices) > 1 and config.mode is not QueryMode.SUPERPIXEL_MULTICLASS:
-                raise MalformedAnnotation(f"{_describe(result)} ticks {len(indices)} classes; this mode takes one")
-            answers[region_id] = indices
-    # Choices whose region is gone (deleted by the annotator) and regions without an answer are ignored.
-    return [(region, answers[rid]) for rid, region in regions.items() if answers.get(rid)]
-
-
-def annotation_to_target(result: list[dict], config: LabelConfig, height: int, width: int) -> LabelTarget:
-    """Turn one annotation's ``result`` list into the training target of an ``height x width`` image.
-
-    Raises :class:`MalformedAnnotation` for results that do not fit the label config: unknown tags or
-    classes, wrong result types, malformed RLE or points, or a size other than the image's.
+    Dropped: the uncertainty overlay, relations, and where the config has a query tag the class-brush layer (the
+    model's pre-annotation, shown for context). Kept: the class brush's results (no query tag), else the query
+    tag's and the per-region choices'. Raises :class:`MalformedAnnotation` for results of other tags, results
+    pointing at another image, or drawn on an image of another size.
     """
     if not isinstance(result, list):
         raise MalformedAnnotation(f"an annotation result must be a list, got {type(result).__name__}")
-    query_modes = config.mode is not QueryMode.DENSE_BRUSH
+    queried = config.query is not None
     dropped = {config.overlay.name} if config.overlay is not None else set()
-    if query_modes and config.class_brush is not None:
+    if queried and config.class_brush is not None:
         dropped.add(config.class_brush.name)
-    used = {config.class_brush.name} if not query_modes else {config.query.name, config.region_choices}
+    used = {config.query.name, config.region_choices} if queried else {config.class_brush.name}
 
     kept: list[dict] = []
     for item in result:
@@ -260,32 +212,42 @@ def annotation_to_target(result: list[dict], config: LabelConfig, height: int, w
         if from_name in dropped or item.get("type") == "relation":  # relations link regions; no labels in them
             continue
         if from_name not in used:
-            raise MalformedAnnotation(f"{_describe(item)} comes from a tag the label config does not use for labels")
+            raise MalformedAnnotation(f"{describe(item)} comes from a tag the label config does not use for labels")
         if item.get("to_name", config.image_tag) != config.image_tag:
-            raise MalformedAnnotation(f"{_describe(item)} points at {item.get('to_name')!r}, not {config.image_tag!r}")
+            raise MalformedAnnotation(f"{describe(item)} points at {item.get('to_name')!r}, not {config.image_tag!r}")
         _check_size(item, height, width)
         kept.append(item)
+    return kept
 
-    if not query_modes:
-        return _dense_target(kept, config, height, width)
 
-    labels = np.full((height, width), IGNORE, dtype=np.int64)
-    answered = _query_answers(kept, config)
-    if config.mode is QueryMode.SPARSE_POINTS:
-        for region, (class_index,) in answered:
-            labels[_keypoint_pixel(region, height, width)] = class_index
-        return LabelTarget(labels=labels)
-    if config.mode is QueryMode.SUPERPIXEL_DOMINANT:
-        for region, (class_index,) in answered:
-            labels[_polygon_mask(region, height, width)] = class_index
-        return LabelTarget(labels=labels)
-
-    # Multi-class: a candidate set per region; later regions win where polygons overlap.
-    region_ids = np.full((height, width), -1, dtype=np.int64)
-    candidates = np.zeros((len(answered), len(config.class_names)), dtype=bool)
-    for row, (region, indices) in enumerate(answered):
-        mask = _polygon_mask(region, height, width)
-        region_ids[mask] = row
-        candidates[row, indices] = True
-        labels[mask] = indices[0] if len(indices) == 1 else IGNORE
-    return LabelTarget(labels=labels, region_ids=region_ids, candidates=candidates)
+def query_answers(results: list[dict], config: LabelTags) -> list[tuple[dict, list[int]]]:
+    """Query regions of :func:`label_results` paired with their chosen class indices (sorted), in result order;
+    unanswered regions are left out. More than one class per region only where the config's choices are
+    ``multiple``."""
+    query_type = config.query_type
+    regions: dict[str, dict] = {}
+    answers: dict[str, list[int]] = {}
+    for result in results:
+        region_id = result.get("id")
+        if not isinstance(region_id, str) or not region_id:
+            raise MalformedAnnotation(f"{describe(result)} has no region id")
+        if result.get("from_name") == config.query.name:
+            if result.get("type") != query_type:
+                raise MalformedAnnotation(f"{describe(result)}: the query tag expects {query_type!r} results")
+            if region_id in regions:
+                raise MalformedAnnotation(f"two query regions share the id {region_id!r}")
+            regions[region_id] = result
+        else:  # the per-region choices tag
+            if result.get("type") != "choices":
+                raise MalformedAnnotation(f"{describe(result)}: the per-region tag expects 'choices' results")
+            chosen = value_of(result).get("choices")
+            if not isinstance(chosen, list):
+                raise MalformedAnnotation(f"{describe(result)} has no list in value.choices")
+            if region_id in answers:
+                raise MalformedAnnotation(f"two choices results answer the region {region_id!r}")
+            indices = sorted({class_index(config, name, result) for name in chosen})
+            if len(indices) > 1 and not config.multiple_choice:
+                raise MalformedAnnotation(f"{describe(result)} ticks {len(indices)} classes; this mode takes one")
+            answers[region_id] = indices
+    # Choices whose region is gone (deleted by the annotator) and regions without an answer are ignored.
+    return [(region, answers[rid]) for rid, region in regions.items() if answers.get(rid)]

@@ -1,4 +1,5 @@
-"""Label-config parsing: which query mode a project uses, its class names and its tag names.
+"""Label-config parsing: a project's class names and the tags that play each role (no query mode: which mode
+serves a config is for :mod:`ls_al_backend.modes` to decide from these tags).
 
 Nothing here knows tag names in advance. Roles are read from the config's structure:
 
@@ -6,16 +7,16 @@ Nothing here knows tag names in advance. Roles are read from the config's struct
 - a ``BrushLabels`` tag with two or more labels carries the classes (the annotation layer in dense
   mode, the model's pre-annotation layer in the query modes);
 - a ``BrushLabels`` tag with exactly one label is the uncertainty overlay (optional);
-- a ``PolygonLabels`` tag with one label draws superpixel queries, a ``KeyPointLabels`` tag with one
-  label draws pixel queries;
-- a ``Choices`` tag with ``perRegion="true"`` holds the class answer for a query region:
-  ``choice="single"`` means dominant-class labels, ``choice="multiple"`` multi-class labels.
+- a one-label tag of a kind some query mode draws (``PolygonLabels`` for superpixels, ``KeyPointLabels`` for
+  pixels) draws query regions;
+- a ``Choices`` tag with ``perRegion="true"`` holds the class answer for a query region (``choice="single"`` or
+  ``"multiple"``).
 """
 
 from __future__ import annotations
 
-import enum
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -23,28 +24,20 @@ class UnsupportedLabelConfig(ValueError):
     """The label config cannot be served by this backend; the message says why and what would work."""
 
 
-class QueryMode(enum.StrEnum):
-    """How annotators answer, which decides what ``/predict`` renders and how training reads labels."""
-
-    DENSE_BRUSH = "dense_brush"
-    SUPERPIXEL_DOMINANT = "superpixel_dominant"
-    SUPERPIXEL_MULTICLASS = "superpixel_multiclass"
-    SPARSE_POINTS = "sparse_points"
-
-
 @dataclass(frozen=True)
 class TagRef:
-    """A control tag: its ``name`` (``from_name`` in results) and the labels it offers."""
+    """A control tag: its ``name`` (``from_name`` in results), the labels it offers and its ``kind``, the tag's
+    type (``"PolygonLabels"``; a result of it has ``type`` ``kind.lower()``)."""
 
     name: str
     labels: tuple[str, ...]
+    kind: str = ""
 
 
 @dataclass(frozen=True)
-class LabelConfig:
-    """What the backend needs to know about a project's label config."""
+class LabelTags:
+    """The tags of a project's label config, by role (see the module docstring)."""
 
-    mode: QueryMode
     image_tag: str
     """``name`` of the Image tag (``to_name`` of every result)."""
     image_key: str
@@ -55,18 +48,16 @@ class LabelConfig:
     overlay: TagRef | None
     """Single-label BrushLabels tag for the graded uncertainty overlay."""
     query: TagRef | None
-    """PolygonLabels (superpixel modes) or KeyPointLabels (point mode) tag for query regions."""
+    """The one-label tag that draws query regions (``PolygonLabels``, ``KeyPointLabels``, ...); None: dense."""
     region_choices: str | None
     """Name of the per-region Choices tag holding the class answer of a query region."""
+    multiple_choice: bool = False
+    """The per-region Choices tag takes several classes (``choice="multiple"``)."""
 
     @property
     def query_type(self) -> str | None:
-        """Result ``type`` of query regions: ``polygonlabels``, ``keypointlabels`` or None."""
-        if self.mode in (QueryMode.SUPERPIXEL_DOMINANT, QueryMode.SUPERPIXEL_MULTICLASS):
-            return "polygonlabels"
-        if self.mode is QueryMode.SPARSE_POINTS:
-            return "keypointlabels"
-        return None
+        """Result ``type`` of query regions (``polygonlabels``, ``keypointlabels``, ...) or None."""
+        return self.query.kind.lower() if self.query is not None else None
 
 
 SUPPORTED = (
@@ -77,8 +68,11 @@ SUPPORTED = (
 )
 
 
-def parse_label_config(xml: str) -> LabelConfig:
-    """Parse a Label Studio label config; raise :class:`UnsupportedLabelConfig` if it cannot be served."""
+def read_label_tags(xml: str, query_kinds: Collection[str]) -> LabelTags:
+    """The tags of a Label Studio label config by role, query tags being one-label tags of ``query_kinds`` (for
+    instance ``{"PolygonLabels", "KeyPointLabels"}``, the tags some query mode draws); raise
+    :class:`UnsupportedLabelConfig` if their structure cannot be served. :func:`ls_al_backend.modes.parse_label_config`
+    then picks the query mode."""
     if not isinstance(xml, str) or not xml.strip():
         raise UnsupportedLabelConfig("the label config is empty")
     if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
@@ -108,7 +102,7 @@ def parse_label_config(xml: str) -> LabelConfig:
             labels = tuple(child.get("value", "") for child in el if child.tag in ("Label", "Choice"))
             if any(not label for label in labels):
                 raise UnsupportedLabelConfig(f"{tag} {name!r} has a label without a value")
-            found.append(TagRef(name, labels))
+            found.append(TagRef(name, labels, tag))
         return found
 
     brushes = controls("BrushLabels")
@@ -123,9 +117,11 @@ def parse_label_config(xml: str) -> LabelConfig:
     class_brush = class_brushes[0] if class_brushes else None
     overlay = overlays[0] if overlays else None
 
-    queries = controls("PolygonLabels") + controls("KeyPointLabels")
+    queries = [tag for kind in sorted(query_kinds) for tag in controls(kind)]
     if len(queries) > 1:
-        raise UnsupportedLabelConfig("found several PolygonLabels/KeyPointLabels query tags; keep one")
+        raise UnsupportedLabelConfig(
+            f"found several query tags ({', '.join(f'{tag.kind} {tag.name!r}' for tag in queries)}); keep one"
+        )
     query = queries[0] if queries else None
     if query is not None and len(query.labels) != 1:
         raise UnsupportedLabelConfig(f"the query tag {query.name!r} must have exactly one label, e.g. 'query'")
@@ -139,12 +135,11 @@ def parse_label_config(xml: str) -> LabelConfig:
     if query is None:
         if region_choice_elements:
             raise UnsupportedLabelConfig(
-                "a per-region Choices tag needs a PolygonLabels or KeyPointLabels query tag to attach to"
+                f"a per-region Choices tag needs a query tag to attach to: one of {', '.join(sorted(query_kinds))}"
             )
         if class_brush is None:
             raise UnsupportedLabelConfig(f"no BrushLabels tag with at least two classes. {SUPPORTED}")
-        return LabelConfig(
-            mode=QueryMode.DENSE_BRUSH,
+        return LabelTags(
             image_tag=image_tag,
             image_key=image_value[1:],
             class_names=class_brush.labels,
@@ -167,16 +162,7 @@ def parse_label_config(xml: str) -> LabelConfig:
         raise UnsupportedLabelConfig(
             f"the classes of BrushLabels {class_brush.name!r} and Choices {region_choices.name!r} differ"
         )
-    multiple = choices_el.get("choice", "single") == "multiple"
-    is_polygon = any(el.get("name") == query.name for el in root.iter("PolygonLabels"))
-    if is_polygon:
-        mode = QueryMode.SUPERPIXEL_MULTICLASS if multiple else QueryMode.SUPERPIXEL_DOMINANT
-    elif multiple:
-        raise UnsupportedLabelConfig('pixel queries (KeyPointLabels) take one class per point: use choice="single"')
-    else:
-        mode = QueryMode.SPARSE_POINTS
-    return LabelConfig(
-        mode=mode,
+    return LabelTags(
         image_tag=image_tag,
         image_key=image_value[1:],
         class_names=region_choices.labels,
@@ -184,4 +170,5 @@ def parse_label_config(xml: str) -> LabelConfig:
         overlay=overlay,
         query=query,
         region_choices=region_choices.name,
+        multiple_choice=choices_el.get("choice", "single") == "multiple",
     )

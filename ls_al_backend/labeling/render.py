@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import approximate_polygon, find_contours
 
-from ls_al_backend.labeling.config import LabelConfig
+from ls_al_backend.labeling.config import LabelTags
 from ls_al_backend.labeling.results import (
     Result,
     brush_result,
@@ -36,7 +36,7 @@ def resize_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def class_mask_results(
-    config: LabelConfig, class_map: np.ndarray, confidence: np.ndarray, image_size: tuple[int, int] | None = None
+    config: LabelTags, class_map: np.ndarray, confidence: np.ndarray, image_size: tuple[int, int] | None = None
 ) -> list[Result]:
     """One brush region per predicted class on the class BrushLabels tag.
 
@@ -79,42 +79,73 @@ def region_outline(region: np.ndarray, tolerance: float = 0.25) -> np.ndarray:
     return np.stack([cols + 0.5, rows + 0.5], axis=1)
 
 
-def query_results(
-    config: LabelConfig,
+def grid_scale(image_size: tuple[int, int], grid_size: tuple[int, int] | None) -> tuple[float, float]:
+    """``(scale_y, scale_x)`` from a scaled-down analysis grid (``grid_size`` h, w; None: the image's own) to the
+    image (``image_size`` H, W)."""
+    grid_height, grid_width = grid_size or image_size
+    return image_size[0] / grid_height, image_size[1] / grid_width
+
+
+def superpixel_polygons(
+    config: LabelTags,
+    superpixels: np.ndarray,
+    regions: list[tuple[int, float]],
     image_size: tuple[int, int],
-    superpixels: np.ndarray | None = None,
-    regions: list[tuple[int, float]] = (),
-    pixels: list[tuple[int, int, float]] = (),
     grid_size: tuple[int, int] | None = None,
 ) -> list[Result]:
-    """Query regions, each followed by an empty per-region class answer (linked by id) for the annotator.
-
-    ``image_size`` (H, W); ``regions``: (superpixel id, score) in the superpixel modes, outlined from
-    ``superpixels`` ``[h, w]``; ``pixels``: (row, col, score) in point mode. Superpixels and pixels lie on
-    ``grid_size`` (h, w; default ``image_size``), a scaled-down copy of the image whose coordinates are scaled up.
-    """
-    if config.query is None or config.region_choices is None:
-        return []
-    grid_height, grid_width = grid_size or image_size
-    scale_y, scale_x = image_size[0] / grid_height, image_size[1] / grid_width
+    """One ``polygonlabels`` query per ``(superpixel id, score)``, outlined from ``superpixels`` ``[h, w]`` on
+    ``grid_size`` (default ``image_size``) and scaled up to ``image_size`` (H, W)."""
+    scale_y, scale_x = grid_scale(image_size, grid_size)
     label = config.query.labels[0]
-    geometry: list[Result] = []
-    if config.query_type == "polygonlabels" and superpixels is not None:
-        for region_id, score in regions:
-            outline = region_outline(superpixels == region_id) * np.array([scale_x, scale_y])
-            geometry.append(polygon_result(config.query.name, config.image_tag, label, outline, image_size, score))
-    elif config.query_type == "keypointlabels":
-        for row, col, score in pixels:
-            x, y = (col + 0.5) * scale_x - 0.5, (row + 0.5) * scale_y - 0.5  # the grid pixel's centre
-            geometry.append(keypoint_result(config.query.name, config.image_tag, label, x, y, image_size, score))
+    return [
+        polygon_result(
+            config.query.name,
+            config.image_tag,
+            label,
+            region_outline(superpixels == region_id) * np.array([scale_x, scale_y]),
+            image_size,
+            score,
+        )
+        for region_id, score in regions
+    ]
+
+
+def pixel_keypoints(
+    config: LabelTags,
+    pixels: list[tuple[int, int, float]],
+    image_size: tuple[int, int],
+    grid_size: tuple[int, int] | None = None,
+) -> list[Result]:
+    """One ``keypointlabels`` query per ``(row, col, score)`` of the grid (``grid_size``, default ``image_size``),
+    placed at the grid pixel's centre on the image."""
+    scale_y, scale_x = grid_scale(image_size, grid_size)
+    label = config.query.labels[0]
+    return [
+        keypoint_result(
+            config.query.name,
+            config.image_tag,
+            label,
+            (col + 0.5) * scale_x - 0.5,
+            (row + 0.5) * scale_y - 0.5,
+            image_size,
+            score,
+        )
+        for row, col, score in pixels
+    ]
+
+
+def with_empty_answers(config: LabelTags, queries: list[Result]) -> list[Result]:
+    """Each query region followed by an empty per-region class answer (linked by id) for the annotator."""
+    if config.region_choices is None:
+        return []
     results: list[Result] = []
-    for region in geometry:
+    for region in queries:
         results += [region, region_choices_result(config.region_choices, config.image_tag, region["id"], [])]
     return results
 
 
 def overlay_results(
-    config: LabelConfig,
+    config: LabelTags,
     uncertainty: np.ndarray,
     levels: int,
     max_alpha: int,

@@ -4,7 +4,8 @@ One file per part:
 
 * :mod:`.config`: :class:`SimulationConfig`, the ``cpu`` / ``gpu`` presets, reproducible seeds;
 * :mod:`.data`: the pool and evaluation images with their masks;
-* :mod:`.annotator`: what a simulated annotator answers to each kind of query and what it costs in clicks;
+* :mod:`.annotator`: the simulated annotator of the run's query mode (each mode's answers and costs are its
+  handler's, :mod:`ls_al_backend.modes`);
 * :mod:`.loop`: the rounds (score, select, reveal, train, evaluate) and resuming;
 * :mod:`.reference`: the fully supervised reference;
 * :mod:`.metrics`: mIoU on the evaluation split;
@@ -12,21 +13,12 @@ One file per part:
 * :mod:`.output`: log lines, progress bars, atomic files.
 """
 
-from ls_al_backend.simulation.annotator import (
-    POLYGON_MIN_REGION,
-    POLYGON_TOLERANCE,
-    ImageLabels,
-    build_target,
-    dominant_class,
-    multiclass_candidate_matrix,
-    multiclass_candidates,
-    trace_polygons,
-)
+from ls_al_backend.simulation.annotator import build_target
 from ls_al_backend.simulation.config import (
     BUDGET_UNITS,
     CAMVID_CLASSES,
+    LEGACY_MODE_NAMES,
     PRESETS,
-    QUERY_MODES,
     SimulationConfig,
     config_from_preset,
     derive_seed,
@@ -41,12 +33,9 @@ from ls_al_backend.simulation.report import ResultSet, plot_learning_curves, sum
 __all__ = [
     "BUDGET_UNITS",
     "CAMVID_CLASSES",
-    "POLYGON_MIN_REGION",
-    "POLYGON_TOLERANCE",
     "PRESETS",
-    "QUERY_MODES",
+    "LEGACY_MODE_NAMES",
     "Example",
-    "ImageLabels",
     "ResultSet",
     "Simulation",
     "SimulationConfig",
@@ -54,19 +43,15 @@ __all__ = [
     "config_from_preset",
     "confusion_matrix",
     "derive_seed",
-    "dominant_class",
     "evaluate",
     "fully_supervised_reference",
     "iou_per_class",
     "load_split",
     "mean_iou",
-    "multiclass_candidate_matrix",
-    "multiclass_candidates",
     "plot_learning_curves",
     "rows_to_csv",
     "run_simulation",
     "summarise",
     "summary_table",
-    "trace_polygons",
     "write_summary",
 ]

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ls_al_backend.acquisition.api import AcquisitionConfig
-from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.network import NetworkSpec
 from ls_al_backend.model.precision import PRECISIONS
 from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
 from ls_al_backend.model.train_config import TrainConfig
+from ls_al_backend.modes import QueryModeHandler, Unit, handler_for, registered
 
 CAMVID_CLASSES = (
     "sky",
@@ -29,13 +29,8 @@ CAMVID_CLASSES = (
     "bicyclist",
 )
 
-#: Simulation query modes -> the training mode used for them.
-QUERY_MODES: dict[str, QueryMode] = {
-    "image": QueryMode.DENSE_BRUSH,
-    "superpixel_dominant": QueryMode.DENSE_BRUSH,
-    "superpixel_multiclass": QueryMode.SUPERPIXEL_MULTICLASS,
-    "pixels": QueryMode.DENSE_BRUSH,
-}
+#: Mode names of results written before the simulation used the query modes' own names (``config.json`` files).
+LEGACY_MODE_NAMES = {"image": "dense_brush", "pixels": "sparse_points"}
 
 #: Named settings for ``simulate --preset`` (explicit options win). ``superpixel_size`` goes into the acquisition
 #: mapping unless it sets one. Measured run times are in ``benchmarks/active_learning.md``.
@@ -143,8 +138,10 @@ class SimulationConfig:
     keep_all_checkpoints: bool = False
 
     def __post_init__(self) -> None:
-        if self.query_mode not in QUERY_MODES:
-            raise ValueError(f"query_mode {self.query_mode!r} is not one of: {', '.join(QUERY_MODES)}")
+        object.__setattr__(self, "query_mode", LEGACY_MODE_NAMES.get(self.query_mode, self.query_mode))
+        if self.query_mode not in {handler.name for handler in registered()}:
+            modes = ", ".join(handler.name for handler in registered())
+            raise ValueError(f"query_mode {self.query_mode!r} is not one of: {modes}")
         if self.rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {self.rounds}")
         if self.budget <= 0 or self.initial_budget <= 0:
@@ -166,7 +163,7 @@ class SimulationConfig:
         if self.semi_supervised not in SEMI_SUPERVISED_MODES:
             raise ValueError(f"semi_supervised must be one of {', '.join(SEMI_SUPERVISED_MODES)}")
         base = self.acquisition_config(0)  # validates the mapping
-        if self.query_mode.startswith("superpixel") and base.superpixel_method == "none":
+        if self.handler.unit is Unit.REGION and base.superpixel_method == "none":
             raise ValueError(f"query_mode {self.query_mode!r} needs superpixels (superpixel_method is 'none')")
         if base.diversity != "none":
             raise ValueError("diversity='kcenter' is per image in the engine; the simulation's pool selection has none")
@@ -176,8 +173,9 @@ class SimulationConfig:
         return len(self.class_names)
 
     @property
-    def train_mode(self) -> QueryMode:
-        return QUERY_MODES[self.query_mode]
+    def handler(self) -> QueryModeHandler:
+        """The query mode's handler: its simulated annotator, cost per query and training needs."""
+        return handler_for(self.query_mode)
 
     @property
     def strategy(self) -> str:
@@ -197,11 +195,11 @@ class SimulationConfig:
 
     def acquisition_config(self, round_index: int) -> AcquisitionConfig:
         mapping = dict(self.acquisition)
-        if self.query_mode in ("image", "pixels"):
+        if self.handler.unit is not Unit.REGION:
             mapping.setdefault("superpixel_method", "none")
         return AcquisitionConfig.from_mapping(
             mapping,
-            label_mode="multiclass" if self.query_mode == "superpixel_multiclass" else "dominant",
+            label_mode=self.handler.acquisition_defaults.get("label_mode", "dominant"),
             top_k_regions=0,
             top_n_pixels=0,
             budget=None,

@@ -36,7 +36,8 @@ from ls_al_backend.model.inference import mc_dropout
 from ls_al_backend.model.network import SegmentationNet, build_network, select_device
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.training import train
-from ls_al_backend.simulation.annotator import ImageLabels, build_target, multiclass_candidate_matrix, trace_polygons
+from ls_al_backend.modes import ImageLabels, Unit
+from ls_al_backend.simulation.annotator import build_target
 from ls_al_backend.simulation.config import SimulationConfig, derive_seed
 from ls_al_backend.simulation.data import load_split
 from ls_al_backend.simulation.metrics import evaluate, iou_per_class, mean_iou
@@ -90,8 +91,8 @@ class Simulation:
         self.revealed = [ImageLabels() for _ in self.pool]
         self.total_pixels = sum(example.gt.size for example in self.pool)
         self.precision = resolve_precision(self.device, config.precision)
-        self._polygon_clicks: dict[int, int] = {}
-        self._region_answers: dict[int, np.ndarray] = {}
+        self.handler = config.handler
+        self._unit_clicks: dict[int, np.ndarray] = {}
 
     # --- superpixels and costs ---
 
@@ -128,27 +129,27 @@ class Simulation:
     def _candidates(self, net: SegmentationNet, round_index: int, budget: float, random_order: bool) -> _Units:
         """Every unlabelled unit with its score and costs. With ``random_order`` (round 0 and the random baselines)
         the model is not consulted: the selection visits units in a uniform random order."""
-        config, mode = self.config, self.config.query_mode
+        config, unit = self.config, self.handler.unit
         acquisition = config.acquisition_config(round_index)
         statistics = {} if random_order else self._pool_statistics(net, round_index, acquisition)
         found = _Units()
         for index, example in enumerate(self.pool):
             progress_bar("sampling" if random_order else "scoring", index + 1, len(self.pool))
-            if mode == "image" and self.revealed[index].dense:
+            if unit is Unit.IMAGE and self.revealed[index].dense:
                 continue
             scores = None
             if not random_order:
                 summary = self._mc_summary(net, index, round_index)
                 scores = score_image(summary, example.image, acquisition, cache=self.cache, **statistics)
-            if mode == "image":
-                clicks = float(self.image_clicks(index))
+            if unit is Unit.IMAGE:
+                clicks = float(self.unit_clicks(index)[0])
                 units, unit_scores, estimated, unit_clicks = (
                     [0],
                     [0.0 if scores is None else scores.image_score],
                     [clicks],
                     [clicks],
                 )
-            elif mode == "pixels":
+            elif unit is Unit.PIXEL:
                 units, unit_scores = self._pixel_candidates(index, scores, acquisition, budget)
                 estimated = unit_clicks = [1.0] * len(units)
             else:
@@ -157,37 +158,28 @@ class Simulation:
             found.extend(index, units, unit_scores, estimated, unit_clicks, charges)
         return found
 
-    def image_clicks(self, index: int) -> int:
-        """Clicks to outline every region of pool image ``index`` as polygons (:func:`trace_polygons`), cached."""
-        if index not in self._polygon_clicks:
-            self._polygon_clicks[index] = trace_polygons(self.pool[index].gt, self.config.num_classes)[1]
-        return self._polygon_clicks[index]
-
-    def region_answers(self, index: int) -> np.ndarray:
-        """``[R, C]`` the classes the annotator ticks in each superpixel of pool image ``index`` (multi-class)."""
-        if index not in self._region_answers:
-            self._region_answers[index] = multiclass_candidate_matrix(
-                self.pool[index].gt, self.superpixels(index), self.config.num_classes, self.config.boundary_erosion
+    def unit_clicks(self, index: int) -> np.ndarray:
+        """Clicks of each query unit of pool image ``index`` (an image or its superpixels; the handler's
+        ``unit_clicks``), cached."""
+        if index not in self._unit_clicks:
+            superpixels = self.superpixels(index) if self.handler.unit is Unit.REGION else None
+            self._unit_clicks[index] = self.handler.unit_clicks(
+                self.pool[index].gt, superpixels, self.config.num_classes, self.config.boundary_erosion
             )
-        return self._region_answers[index]
+        return self._unit_clicks[index]
 
     def full_annotation_clicks(self) -> float:
-        """Clicks that labelling the whole pool costs under this mode's cost model: every image traced, every
-        superpixel answered (one click, or one per class ticked) or every pixel clicked."""
-        mode = self.config.query_mode
-        if mode == "image":
-            return float(sum(self.image_clicks(i) for i in range(len(self.pool))))
-        if mode == "pixels":
+        """Clicks that labelling the whole pool costs under this mode's cost model: every unit of every image
+        (every image traced, every superpixel answered, or every pixel clicked)."""
+        if self.handler.unit is Unit.PIXEL:  # one click per pixel; not worth an array per image
             return float(self.total_pixels)
-        if mode == "superpixel_dominant":
-            return float(sum(int(self.superpixels(i).max()) + 1 for i in range(len(self.pool))))
-        return float(sum(np.maximum(self.region_answers(i).sum(axis=1), 1).sum() for i in range(len(self.pool))))
+        return float(sum(self.unit_clicks(i).sum() for i in range(len(self.pool))))
 
     def _pixel_counts(self, index: int, units: list[int]) -> list[float]:
         """Pixels each unit of pool image ``index`` labels: the image, a superpixel or 1."""
-        if self.config.query_mode == "image":
+        if self.handler.unit is Unit.IMAGE:
             return [float(self.pool[index].gt.size)] * len(units)
-        if self.config.query_mode == "pixels":
+        if self.handler.unit is Unit.PIXEL:
             return [1.0] * len(units)
         sizes = np.bincount(self.superpixels(index).ravel())
         return [float(sizes[unit]) for unit in units]
@@ -196,10 +188,7 @@ class Simulation:
         """Unlabelled regions of image ``index``: scores (0 without a model), the engine's cost estimate (the
         annotator's clicks without a model) and the annotator's clicks (1, or one per class ticked)."""
         count = int(self.superpixels(index).max() + 1)
-        if self.config.query_mode == "superpixel_multiclass":
-            clicks = torch.from_numpy(np.maximum(self.region_answers(index).sum(axis=1), 1).astype(np.float32))
-        else:
-            clicks = torch.ones(count)
+        clicks = torch.from_numpy(self.unit_clicks(index).astype(np.float32))
         estimated = clicks if scores is None else scores.region_costs.detach().cpu().float()
         unit_scores = torch.zeros(count) if scores is None else scores.region_scores.detach().cpu()
         labelled = set(self.revealed[index].regions)
@@ -274,9 +263,9 @@ class Simulation:
         for position in chosen:
             index, unit = units.images[position], units.units[position]
             revealed = self.revealed[index]
-            if self.config.query_mode == "image":
+            if self.handler.unit is Unit.IMAGE:
                 revealed.dense = True
-            elif self.config.query_mode == "pixels":
+            elif self.handler.unit is Unit.PIXEL:
                 width = self.pool[index].gt.shape[1]
                 revealed.pixels.append((unit // width, unit % width))
             else:
@@ -319,7 +308,7 @@ class Simulation:
             config.train_config(round_index),
             self.device,
             training_progress,
-            mode=config.train_mode,
+            partial_labels=self.handler.partial_labels,
             unlabelled=unlabelled,
         )
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
-from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.network import build_network, select_device
 from ls_al_backend.model.training import train
@@ -44,7 +43,7 @@ def fully_supervised_reference(
     for share in (0.5, 1.0):  # from the same start: how much doubling the training adds
         train_config = config.reference_train_config(share)
         net = build_network(config.network_spec(), seed=config.seed)
-        result = train(net, samples, train_config, device, training_progress, QueryMode.DENSE_BRUSH)
+        result = train(net, samples, train_config, device, training_progress)
         confusion = evaluate(result.net, evaluation, config.num_classes, device)
         runs[share] = (train_config, result, confusion)
         log(f"[fully supervised seed {config.seed}] {train_config.epochs} epochs: mIoU {100 * mean_iou(confusion):.2f}")

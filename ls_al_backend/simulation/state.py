@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from ls_al_backend.model.network import SegmentationNet, build_network
-from ls_al_backend.simulation.annotator import ImageLabels
-from ls_al_backend.simulation.config import RESUMABLE_FIELDS, SimulationConfig
+from ls_al_backend.modes import ImageLabels
+from ls_al_backend.simulation.config import LEGACY_MODE_NAMES, RESUMABLE_FIELDS, SimulationConfig
 from ls_al_backend.simulation.output import json_value, rows_to_csv, write_atomic
 
 
@@ -49,6 +49,7 @@ class RunFolder:
                 if spec.default is not dataclasses.MISSING
             }
             saved = {**defaults, **json.loads(path.read_text())}
+            saved["query_mode"] = LEGACY_MODE_NAMES.get(saved["query_mode"], saved["query_mode"])
             saved = {k: v for k, v in saved.items() if k not in RESUMABLE_FIELDS}
             if saved != mine:
                 changed = sorted(k for k in set(saved) | set(mine) if saved.get(k) != mine.get(k))

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from ls_al_backend.config import Settings
-from ls_al_backend.labeling.config import parse_label_config
 from ls_al_backend.labeling.results import brush_result
+from ls_al_backend.modes import parse_label_config
 from tests.conftest import REPO_ROOT, camvid_root
 from tests.fake_studio import LEGACY_TOKEN, FakeStudio
 

@@ -6,7 +6,7 @@ import pytest
 
 from ls_al_backend.jobs.pipeline import Pipeline, UnreadableLabels
 from ls_al_backend.jobs.runners import run_round
-from ls_al_backend.labeling.config import parse_label_config
+from ls_al_backend.modes import parse_label_config
 from ls_al_backend.studio import StudioError
 from tests.jobs.conftest import DENSE_XML, PROJECT, job_settings
 

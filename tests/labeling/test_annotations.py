@@ -9,16 +9,15 @@ from ls_al_backend.labeling.annotations import (
     IGNORE,
     LabelTarget,
     MalformedAnnotation,
-    annotation_to_target,
     latest_annotation,
 )
-from ls_al_backend.labeling.config import LabelConfig, QueryMode, parse_label_config
 from ls_al_backend.labeling.results import (
     brush_result,
     keypoint_result,
     polygon_result,
     region_choices_result,
 )
+from ls_al_backend.modes import LabelConfig, QueryMode, annotation_to_target, parse_label_config
 from tests.conftest import REPO_ROOT
 
 H, W = 6, 8

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ls_al_backend.labeling.config import QueryMode, UnsupportedLabelConfig, parse_label_config
+from ls_al_backend.labeling.config import UnsupportedLabelConfig
+from ls_al_backend.modes import QueryMode, parse_label_config
 from tests.conftest import LABEL_CONFIGS
 
 CAMVID_CLASSES = (
@@ -90,7 +91,7 @@ def test_keypoints_with_polygon_choices_single_is_point_mode() -> None:
             '<View><Image name="i" value="$i"/><KeyPointLabels name="k" toName="i"><Label value="q"/></KeyPointLabels>'
             '<Choices name="c" toName="i" perRegion="true" choice="multiple"><Choice value="a"/><Choice value="b"/>'
             "</Choices></View>",
-            "one class per point",
+            'one class per region.*choice="single"',
         ),
         (
             '<View><Image name="i" value="$i"/><PolygonLabels name="p" toName="i"><Label value="q"/></PolygonLabels>'

@@ -10,13 +10,12 @@ import torch
 from PIL import Image
 
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
-from ls_al_backend.labeling.config import QueryMode
 from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import to_tensor
 from ls_al_backend.model.losses import partial_cross_entropy
 from ls_al_backend.model.network import NetworkSpec, build_network
 from ls_al_backend.model.train_config import TrainConfig
-from ls_al_backend.model.training import _lr_factor, train
+from ls_al_backend.model.training import train
 from tests.conftest import camvid_root
 
 SPEC = NetworkSpec("Unet", "timm-tf_efficientnet_lite0", num_classes=11, head_dropout=0.1)
@@ -117,7 +116,12 @@ def test_training_on_a_few_labelled_pixels_fits_them(camvid) -> None:
     net = build_network(SPEC, seed=0)
     before = loss_on(net, samples)
     config = TrainConfig(epochs=4, batch_size=2, lr=1e-3, crop_size=64, scale=(1.0, 1.0), seed=0)
-    result = train(net, samples, config, CPU, mode=QueryMode.SPARSE_POINTS)
+    result = train(
+        net,
+        samples,
+        config,
+        CPU,
+    )
     assert result.metrics["labelled_pixels"] == 20
     assert loss_on(net, samples) < before
 
@@ -157,7 +161,7 @@ def test_multiclass_mode_runs_both_stages(camvid) -> None:
     config = TrainConfig(
         epochs=1, stage2_epochs=1, batch_size=2, crop_size=64, expand_radius=4, val_fraction=0.2, seed=0
     )
-    result = train(build_network(SPEC, seed=0), samples, config, CPU, mode=QueryMode.SUPERPIXEL_MULTICLASS)
+    result = train(build_network(SPEC, seed=0), samples, config, CPU, partial_labels=True)
     metrics = result.metrics
     assert metrics["stage1_epochs"] == 1 and metrics["stage2_epochs"] == 1 and metrics["epochs_run"] == 2
     assert metrics["val_samples"] == 1 and all(np.isfinite(metrics["val_loss"]))
@@ -219,13 +223,6 @@ def test_every_label_trains_by_default_with_one_pass_per_epoch(camvid) -> None:
 def test_min_steps_makes_few_samples_train_further_passes(camvid) -> None:
     assert counted_batches(camvid, 3, epochs=2, batch_size=2, min_steps=6) == [2] * 6, "3 steps per epoch, not 2"
     assert counted_batches(camvid, 6, epochs=1, batch_size=2, min_steps=2) == [2] * 3, "more samples: one pass"
-
-
-def test_the_learning_rate_warms_up_then_anneals_to_zero() -> None:
-    factors = [_lr_factor(step, warmup=4, total=20) for step in range(20)]
-    assert factors[:4] == [0.25, 0.5, 0.75, 1.0]
-    assert all(later <= earlier for earlier, later in zip(factors[3:], factors[4:], strict=False))
-    assert _lr_factor(20, warmup=4, total=20) == pytest.approx(0.0)
 
 
 def test_steps_per_epoch_fixes_the_batches_of_every_epoch(camvid) -> None:
@@ -290,9 +287,7 @@ def test_early_stopping_evaluates_and_restores_the_teacher(camvid) -> None:
 def test_mean_teacher_in_multiclass_mode_runs_both_stages(camvid) -> None:
     config = dataclasses.replace(MEAN_TEACHER, batch_size=2, stage2_epochs=1, expand_radius=4)
     net = build_network(SPEC, seed=0)
-    result = train(
-        net, multiclass_samples(camvid, 2), config, CPU, mode=QueryMode.SUPERPIXEL_MULTICLASS, unlabelled=[camvid[4][0]]
-    )
+    result = train(net, multiclass_samples(camvid, 2), config, CPU, partial_labels=True, unlabelled=[camvid[4][0]])
     metrics = result.metrics
     assert metrics["stage1_epochs"] == 1 and metrics["stage2_epochs"] == 1
     assert len(metrics["unsupervised_loss"]) == 2 and all(loss > 0 for loss in metrics["unsupervised_loss"])

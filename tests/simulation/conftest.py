@@ -15,7 +15,7 @@ from ls_al_backend.simulation import (
 )
 from tests.conftest import camvid_root
 
-BUDGETS = {"image": 220, "superpixel_dominant": 6, "superpixel_multiclass": 8, "pixels": 40}
+BUDGETS = {"dense_brush": 220, "superpixel_dominant": 6, "superpixel_multiclass": 8, "sparse_points": 40}
 
 
 def _copy_split(split: str, count: int, destination: Path) -> Path:
@@ -44,8 +44,8 @@ def tiny_config(data, out: Path, mode: str = "superpixel_dominant", **overrides)
     values = dict(
         query_mode=mode,
         acquisition={"heuristic": "bald", "class_balance": "pixbal", "superpixel_size": 16},
-        budget=BUDGETS[mode],
-        initial_budget=BUDGETS[mode],
+        budget=BUDGETS.get(mode, 6),
+        initial_budget=BUDGETS.get(mode, 6),
         rounds=2,
         resolution=64,
         epochs=1,

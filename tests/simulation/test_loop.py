@@ -24,7 +24,7 @@ def test_each_mode_runs_two_rounds_within_the_budget(data, finished, mode):
     assert len(lines) == 2 and all("mIoU" in line for line in lines)
     for row in rows:
         assert 0 < row["clicks_round"]
-        if mode != "image":  # whole images may overspend by one image, carried over
+        if mode != "dense_brush":  # whole images may overspend by one image, carried over
             assert row["clicks_cumulative"] <= BUDGETS[mode] * (row["round"] + 1)
         assert 0.0 <= row["miou"] <= 1.0
         assert set(row["per_class_iou"]) == set(tiny_config(data, tmp_path).class_names)
@@ -84,9 +84,9 @@ def test_random_whole_images_are_taken_in_order_and_the_unspent_budget_carries_o
     """A random round takes images in order, the first always and then while they fit (never a cheaper one
     instead), and the next round gets what was left or overspent: cumulative clicks track the plan within one
     image."""
-    config = tiny_config(data, tmp_path, "image", acquisition={"heuristic": "random"}, rounds=3)
+    config = tiny_config(data, tmp_path, "dense_brush", acquisition={"heuristic": "random"}, rounds=3)
     simulation = Simulation(config, log=None)
-    costs = [simulation.image_clicks(i) for i in range(len(simulation.pool))]
+    costs = [simulation.unit_clicks(i)[0] for i in range(len(simulation.pool))]
     rows = run_simulation(config, log=None)
     for row in rows:
         planned = config.initial_budget + row["round"] * config.budget
@@ -97,7 +97,7 @@ def test_random_whole_images_are_taken_in_order_and_the_unspent_budget_carries_o
 
 def test_a_round_whose_budget_the_last_image_spent_labels_nothing_new(data, tmp_path):
     config = tiny_config(
-        data, tmp_path, "image", acquisition={"heuristic": "random"}, rounds=2, budget=20, initial_budget=20
+        data, tmp_path, "dense_brush", acquisition={"heuristic": "random"}, rounds=2, budget=20, initial_budget=20
     )
     rows = run_simulation(config, log=None)
     assert rows[0]["units_selected"] == 1 and rows[0]["clicks_cumulative"] > 40, "the first image, over budget"
