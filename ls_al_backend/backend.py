@@ -22,7 +22,7 @@ from ls_al_backend.acquisition.heuristics import heuristic_maximum
 from ls_al_backend.acquisition.mc import MCSummary
 from ls_al_backend.acquisition.pool import PoolStatistics, pool_statistics
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
-from ls_al_backend.config import Settings
+from ls_al_backend.config import Settings, layer_shown
 from ls_al_backend.images import ImageError, ImageLoader
 from ls_al_backend.labeling.render import class_mask_results, overlay_results
 from ls_al_backend.model.inference import mc_dropout_batch, working_size
@@ -151,7 +151,7 @@ class Backend:
                     continue
                 try:
                     rendered[id(task)] = self._render(
-                        task, config, acquisition, image, analysed, summary, model_version, pool
+                        task, config, acquisition, image, analysed, summary, version, pool
                     )
                 except Exception:
                     log.exception("task %s: prediction failed", task.get("id"))
@@ -225,20 +225,24 @@ class Backend:
         image: np.ndarray,
         analysed: np.ndarray,
         summary: MCSummary,
-        model_version: str,
+        version: int,
         pool: dict[str, Any],
     ) -> TaskPrediction:
-        """One task's prediction from its MC summary on the analysis grid: scores, class masks, overlay, queries."""
+        """One task's prediction from its MC summary on the analysis grid: scores, queries, and the class masks and
+        overlay where ``CLASS_MASKS`` / ``UNCERTAINTY_OVERLAY`` show them (:func:`layer_shown`)."""
         image_size = image.shape[:2]
         scores = score_image(summary, analysed, acquisition, cache=self.superpixels, **pool)
         confidence, class_map = summary.deterministic.max(dim=0)  # the analysed grid, dropout off
         maximum = heuristic_maximum(acquisition.heuristic, len(config.class_names))
         scale = 1.0 / maximum  # task, region and pixel scores in [0, 1]
         overlay = overlay_scale(scores.score_map, maximum)
-        result = class_mask_results(config, class_map.cpu().numpy(), confidence.cpu().numpy(), image_size)
-        result += overlay_results(
-            config, overlay, self.settings.overlay_levels, self.settings.overlay_max_alpha, image_size
-        )
+        result = []
+        if layer_shown(self.settings.class_masks, config.handler.shows_layers, version):
+            result += class_mask_results(config, class_map.cpu().numpy(), confidence.cpu().numpy(), image_size)
+        if layer_shown(self.settings.uncertainty_overlay, config.handler.shows_layers, version):
+            result += overlay_results(
+                config, overlay, self.settings.overlay_levels, self.settings.overlay_max_alpha, image_size
+            )
         regions = []
         if scores.selected_regions is not None:
             regions = [(int(r), scale * float(scores.region_scores[r])) for r in scores.selected_regions.tolist()]
@@ -253,7 +257,7 @@ class Backend:
             grid_size=analysed.shape[:2],
         )
         result += config.handler.query_results(config, queries, image_size)
-        return TaskPrediction(result, scale * scores.image_score, model_version)
+        return TaskPrediction(result, scale * scores.image_score, version_name(version))
 
     # --- events ---
 

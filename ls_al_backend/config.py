@@ -30,6 +30,18 @@ def _to_bool(value: str) -> bool:
     raise ValueError(f"expected a boolean (true/false), got {value!r}")
 
 
+#: Values of CLASS_MASKS and UNCERTAINTY_OVERLAY.
+LAYER_CHOICES = ("auto", "on", "off")
+
+
+def layer_shown(setting: str, mode_default: bool, version: int) -> bool:
+    """Whether a prediction layer (class masks, overlay) is drawn: ``on`` / ``off``, or with ``auto`` the query mode's
+    default from the first trained version on (``version`` 0 is the untrained network)."""
+    if setting == "auto":
+        return mode_default and version > 0
+    return setting == "on"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Backend settings. Field ``foo_bar`` is read from the environment variable ``FOO_BAR``."""
@@ -161,6 +173,21 @@ class Settings:
         metadata={
             "help": "Scale (0-1] of the grid the T head samples run on; e.g. 0.25 samples a 4x4-pixel grid and "
             "resizes the score maps back (much faster on CPU, coarser uncertainty). Class masks stay full size."
+        },
+    )
+    class_masks: str = field(
+        default="auto",
+        metadata={
+            "help": "Class masks (the model's pre-annotation) in predictions: 'auto' (the query mode's default: "
+            "shown in dense brush mode, hidden in the query modes so the photo and the queries stay visible; "
+            "never from the untrained v0, whose masks are noise), 'on' (always, v0 included) or 'off'."
+        },
+    )
+    uncertainty_overlay: str = field(
+        default="auto",
+        metadata={
+            "help": "The graded uncertainty overlay in predictions: 'auto' (as CLASS_MASKS: dense brush mode only, "
+            "from the first trained version on), 'on' or 'off'."
         },
     )
     overlay_levels: int = field(default=8, metadata={"help": "Grey levels of the uncertainty overlay mask."})
@@ -317,6 +344,9 @@ class Settings:
             raise ConfigError(f"ENCODER_WEIGHTS must be 'imagenet' or 'none', got {self.encoder_weights!r}")
         if not 1 <= self.overlay_levels <= 255 or not 0 <= self.overlay_max_alpha <= 255:
             raise ConfigError("OVERLAY_LEVELS must be in [1, 255] and OVERLAY_MAX_ALPHA in [0, 255]")
+        for name in ("class_masks", "uncertainty_overlay"):
+            if getattr(self, name) not in LAYER_CHOICES:
+                raise ConfigError(f"{name.upper()} must be auto, on or off, got {getattr(self, name)!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}")
         if self.train_class_weighting not in {"none", "inverse_frequency"}:

@@ -1,14 +1,19 @@
-"""The backend's operations without HTTP: every query mode has acquisition defaults, training needs a runner, and
-large images are analysed on a bounded grid."""
+"""The backend's operations without HTTP: every query mode has acquisition defaults, training needs a runner,
+large images are analysed on a bounded grid, and what a prediction draws leaves the photo visible (no masks from
+the untrained v0, none in the query modes)."""
 
 from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ls_al_backend.acquisition.api import AcquisitionConfig
 from ls_al_backend.backend import Backend, analysis_image
-from ls_al_backend.config import Settings
+from ls_al_backend.config import ConfigError, Settings
+from ls_al_backend.model.network import build_network
 from ls_al_backend.modes import QueryMode, parse_label_config, registered
 from tests.conftest import LABEL_CONFIGS, REPO_ROOT
 
@@ -37,3 +42,50 @@ def test_the_analysis_grid_scales_large_images_down_and_leaves_small_ones_alone(
     large = np.full((3000, 4000, 3), 200, np.uint8)
     analysed = analysis_image(large, 2048)
     assert analysed.shape == (1536, 2048, 3) and analysed.dtype == np.uint8 and int(analysed.mean()) == 200
+
+
+def predicted_tags(backend: Backend, config_name: str, image: Path, project: str) -> tuple[set[str], str]:
+    """The tags (``from_name``) of one prediction for ``image`` in project ``project``, and its model version."""
+    config = parse_label_config((REPO_ROOT / "label_configs" / f"{config_name}.xml").read_text())
+    (prediction,) = backend.predict([{"id": 1, "data": {"image": str(image)}}], config, project)
+    return {result["from_name"] for result in prediction.result}, prediction.model_version
+
+
+def publish_a_version(backend: Backend, project: str, config_name: str) -> None:
+    config = parse_label_config((REPO_ROOT / "label_configs" / f"{config_name}.xml").read_text())
+    spec = dataclasses.replace(backend.cache.base_spec, num_classes=len(config.class_names))
+    backend.models.save(project, build_network(spec, seed=0), config.class_names, {})
+
+
+QUERY_TAGS = {"query", "region_class"}
+LAYERS = {"label", "prediction", "uncertainty"}  # class masks (dense, query modes) and overlay in label_configs/
+
+
+def test_the_untrained_v0_draws_neither_class_masks_nor_the_overlay(settings: Settings, small_image_path) -> None:
+    backend = Backend(settings)
+    for config_name in ("dense_brush", "superpixel_dominant", "superpixel_multiclass", "sparse_points"):
+        tags, version = predicted_tags(backend, config_name, small_image_path, project="1")
+        assert version == "v0" and not tags & LAYERS, (config_name, tags)
+        assert tags == (set() if config_name == "dense_brush" else QUERY_TAGS), (config_name, tags)
+
+
+def test_a_trained_version_draws_masks_and_overlay_in_dense_mode_and_only_queries_in_the_query_modes(
+    settings: Settings, small_image_path
+) -> None:
+    backend = Backend(settings)
+    for project, config_name in enumerate(("dense_brush", "superpixel_dominant", "sparse_points"), start=1):
+        publish_a_version(backend, str(project), config_name)
+        tags, version = predicted_tags(backend, config_name, small_image_path, str(project))
+        assert version == "v1", config_name
+        assert tags == ({"label", "uncertainty"} if config_name == "dense_brush" else QUERY_TAGS), (config_name, tags)
+
+
+def test_the_class_masks_and_the_overlay_follow_their_settings(settings: Settings, small_image_path) -> None:
+    shown = Backend(dataclasses.replace(settings, class_masks="on", uncertainty_overlay="off"))
+    tags, _ = predicted_tags(shown, "superpixel_dominant", small_image_path, project="1")
+    assert tags == QUERY_TAGS | {"prediction"}, "on: drawn in a query mode, for the untrained v0 too"
+    hidden = Backend(dataclasses.replace(settings, class_masks="off", uncertainty_overlay="on"))
+    publish_a_version(hidden, "2", "dense_brush")
+    assert predicted_tags(hidden, "dense_brush", small_image_path, project="2")[0] == {"uncertainty"}
+    with pytest.raises(ConfigError, match="CLASS_MASKS must be auto, on or off"):
+        Settings.from_env({"CLASS_MASKS": "faint"})

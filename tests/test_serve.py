@@ -34,6 +34,8 @@ def server(tmp_path_factory, camvid_image_path: Path):
         "DATA_DIR": str(data_dir),
         "LOCAL_IMAGE_ROOTS": str(camvid_image_path.parent),
         "MC_SAMPLES": "4",
+        "CLASS_MASKS": "on",  # decodable masks of every layer, the untrained v0's too
+        "UNCERTAINTY_OVERLAY": "on",
     }
     executable = Path(sys.executable).parent / "ls-al-backend"
     log_path = data_dir / "server.log"

@@ -63,6 +63,10 @@ class QueryModeHandler(ABC):
     """The per-region Choices tag takes several classes (``choice="multiple"``)."""
     acquisition_defaults: ClassVar[Mapping[str, Any]] = {}
     """What the mode asks of the acquisition engine unless ``ACQUISITION`` or the request say otherwise."""
+    shows_layers: ClassVar[bool] = False
+    """The class masks and the uncertainty overlay are drawn by default (``CLASS_MASKS`` and
+    ``UNCERTAINTY_OVERLAY`` = ``auto``, from the first trained version on): what an annotator corrects or scans.
+    Off in a query mode, where the queries are the annotator's job and masks would hide the photo."""
     partial_labels: ClassVar[bool] = False
     """Targets carry candidate sets per region: training adds the partial-label losses (MulActSeg)."""
     unit: ClassVar[Unit]

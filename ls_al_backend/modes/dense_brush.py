@@ -63,6 +63,7 @@ class DenseBrush(QueryModeHandler):
     name = QueryMode.DENSE_BRUSH
     query_tag = None
     acquisition_defaults = {"superpixel_method": "none", "top_k_regions": 0}
+    shows_layers = True  # the annotator corrects the masks, guided by the overlay
     unit = Unit.IMAGE
 
     def target(self, results: list[dict], config: LabelTags, height: int, width: int) -> LabelTarget:

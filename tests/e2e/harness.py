@@ -43,6 +43,10 @@ BACKEND_TEST_SETTINGS = {
     "TRAIN_BATCH_SIZE": "2",
     "TRAIN_CROP_SIZE": "64",
     "REDIS_URL": "",
+    # Every layer, the untrained v0's too: these tests check how Label Studio stores and shows each kind of result.
+    # What a prediction draws by default (CLASS_MASKS=auto) is tested in tests/test_backend.py.
+    "CLASS_MASKS": "on",
+    "UNCERTAINTY_OVERLAY": "on",
 }
 
 

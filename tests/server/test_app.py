@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -19,8 +20,10 @@ from tests.conftest import REPO_ROOT
 DENSE = (REPO_ROOT / "label_configs" / "dense_brush.xml").read_text()
 
 
-def make_client(settings: Settings):
-    backend = Backend(settings)
+def make_client(settings: Settings, layers: str = "on"):
+    """A test client of the app. The class masks and overlay are drawn (``layers="on"``, v0 included) unless
+    ``layers`` says otherwise: their rendering is under test here, their defaults in tests/test_backend.py."""
+    backend = Backend(dataclasses.replace(settings, class_masks=layers, uncertainty_overlay=layers))
     return create_app(backend).test_client(), backend
 
 

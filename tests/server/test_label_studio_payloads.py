@@ -48,7 +48,13 @@ def studio():
 @pytest.fixture
 def app(tmp_path, studio):
     settings = Settings.from_env(
-        {}, data_dir=tmp_path, label_studio_url=studio.url, label_studio_api_key=LEGACY_TOKEN, mc_samples=2
+        {},
+        data_dir=tmp_path,
+        label_studio_url=studio.url,
+        label_studio_api_key=LEGACY_TOKEN,
+        mc_samples=2,
+        class_masks="on",  # the payloads include every layer, the untrained v0's too
+        uncertainty_overlay="on",
     )
     backend = Backend(settings)
     return create_app(backend, RecordingRunner()).test_client(), backend
