@@ -22,7 +22,7 @@ from ls_al_backend.acquisition.heuristics import heuristic_maximum
 from ls_al_backend.acquisition.mc import MCSummary
 from ls_al_backend.acquisition.pool import PoolStatistics, pool_statistics
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
-from ls_al_backend.config import Settings, layer_shown
+from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError, ImageLoader
 from ls_al_backend.labeling.render import class_mask_results, overlay_results
 from ls_al_backend.model.inference import mc_dropout_batch, working_size
@@ -52,11 +52,13 @@ class UnknownProject(LookupError):
 
 @dataclass(frozen=True)
 class TaskPrediction:
-    """One item of ``/predict``'s ``results``."""
+    """One item of ``/predict``'s ``results``. ``failed``: the task could not be predicted (its image unreadable, or
+    an error, logged); its ``result`` is empty. A prediction that succeeded may be empty too (no layer drawn)."""
 
     result: list[dict[str, Any]]
     score: float
     model_version: str
+    failed: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"result": self.result, "score": self.score, "model_version": self.model_version}
@@ -136,7 +138,7 @@ class Backend:
         statistics = self.cache.metadata(project_id or "_adhoc").get("pool_statistics")
         pool = PoolStatistics.from_dict(statistics).as_scoring_arguments() if statistics else {}
         model_version = version_name(version)
-        empty = TaskPrediction([], 0.0, model_version)
+        failed = TaskPrediction([], 0.0, model_version, failed=True)
         predictions: list[TaskPrediction] = []
         batch_size = self.settings.inference_batch_size
         for start in range(0, len(tasks), batch_size):
@@ -155,7 +157,7 @@ class Backend:
                     )
                 except Exception:
                     log.exception("task %s: prediction failed", task.get("id"))
-            predictions += [rendered.get(id(task), empty) for task in batch]
+            predictions += [rendered.get(id(task), failed) for task in batch]
             log.info("%d task(s) predicted in %.2f s", len(batch), time.perf_counter() - started)
         return predictions
 
@@ -316,3 +318,11 @@ def overlay_scale(score_map, maximum: float):
     """``[H, W]`` heuristic map -> numpy ``[H, W]`` in [0, 1] for the overlay: divided by the heuristic's maximum,
     so the overlay is comparable across images (a confident image stays pale)."""
     return (score_map / maximum).clamp(0.0, 1.0).cpu().numpy()
+
+
+def layer_shown(setting: str, mode_default: bool, version: int) -> bool:
+    """Whether a prediction layer (class masks, overlay) is drawn: ``on`` / ``off``, or with ``auto`` the query mode's
+    default from the first trained version on (``version`` 0 is the untrained network)."""
+    if setting == "auto":
+        return mode_default and version > 0
+    return setting == "on"

@@ -30,16 +30,9 @@ def _to_bool(value: str) -> bool:
     raise ValueError(f"expected a boolean (true/false), got {value!r}")
 
 
-#: Values of CLASS_MASKS and UNCERTAINTY_OVERLAY.
-LAYER_CHOICES = ("auto", "on", "off")
-
-
-def layer_shown(setting: str, mode_default: bool, version: int) -> bool:
-    """Whether a prediction layer (class masks, overlay) is drawn: ``on`` / ``off``, or with ``auto`` the query mode's
-    default from the first trained version on (``version`` 0 is the untrained network)."""
-    if setting == "auto":
-        return mode_default and version > 0
-    return setting == "on"
+def _choice(default: str, choices: tuple[str, ...], help_text: str) -> Any:
+    """A setting that takes one of ``choices`` (checked by :meth:`Settings.validate`)."""
+    return field(default=default, metadata={"choices": choices, "help": help_text})
 
 
 @dataclass(frozen=True)
@@ -141,20 +134,20 @@ class Settings:
     # --- model ---
     model_arch: str = field(default="Unet", metadata={"help": "segmentation-models-pytorch architecture."})
     model_encoder: str = field(default="timm-tf_efficientnet_lite0", metadata={"help": "Encoder name."})
-    encoder_weights: str = field(
-        default="imagenet",
-        metadata={"help": "'imagenet' (offline weights shipped for EfficientNet-Lite0) or 'none'."},
+    encoder_weights: str = _choice(
+        "imagenet",
+        ("imagenet", "none"),
+        "'imagenet' (offline weights shipped for EfficientNet-Lite0) or 'none'.",
     )
     head_dropout: float = field(
         default=0.25, metadata={"help": "Dropout probability before the 1x1 classifier (sampled by MC dropout)."}
     )
     device: str = field(default="auto", metadata={"help": "'auto' (CUDA when available), 'cpu' or 'cuda[:n]'."})
-    precision: str = field(
-        default="auto",
-        metadata={
-            "help": "Training and inference precision: 'auto' (float16 AMP on CUDA, bfloat16 on a CPU with native "
-            "bf16 (AMX / AVX-512 BF16), else float32), 'fp32', 'bf16' or 'fp16' (CUDA only)."
-        },
+    precision: str = _choice(
+        "auto",
+        ("auto", "fp32", "bf16", "fp16"),
+        "Training and inference precision: 'auto' (float16 AMP on CUDA, bfloat16 on a CPU with native "
+        "bf16 (AMX / AVX-512 BF16), else float32), 'fp32', 'bf16' or 'fp16' (CUDA only).",
     )
     inference_max_side: int = field(
         default=512,
@@ -175,20 +168,18 @@ class Settings:
             "resizes the score maps back (much faster on CPU, coarser uncertainty). Class masks stay full size."
         },
     )
-    class_masks: str = field(
-        default="auto",
-        metadata={
-            "help": "Class masks (the model's pre-annotation) in predictions: 'auto' (the query mode's default: "
-            "shown in dense brush mode, hidden in the query modes so the photo and the queries stay visible; "
-            "never from the untrained v0, whose masks are noise), 'on' (always, v0 included) or 'off'."
-        },
+    class_masks: str = _choice(
+        "auto",
+        ("auto", "on", "off"),
+        "Class masks (the model's pre-annotation) in predictions: 'auto' (the query mode's default: "
+        "shown in dense brush mode, hidden in the query modes so the photo and the queries stay visible; "
+        "never from the untrained v0, whose masks are noise), 'on' (always, v0 included) or 'off'.",
     )
-    uncertainty_overlay: str = field(
-        default="auto",
-        metadata={
-            "help": "The graded uncertainty overlay in predictions: 'auto' (as CLASS_MASKS: dense brush mode only, "
-            "from the first trained version on), 'on' or 'off'."
-        },
+    uncertainty_overlay: str = _choice(
+        "auto",
+        ("auto", "on", "off"),
+        "The graded uncertainty overlay in predictions: 'auto' (as CLASS_MASKS: dense brush mode only, "
+        "from the first trained version on), 'on' or 'off'.",
     )
     overlay_levels: int = field(default=8, metadata={"help": "Grey levels of the uncertainty overlay mask."})
     overlay_max_alpha: int = field(
@@ -232,8 +223,10 @@ class Settings:
         default=True,
         metadata={"help": "Start from the newest version (true) or re-initialise from ImageNet each round (false)."},
     )
-    train_class_weighting: str = field(
-        default="none", metadata={"help": "'none' or 'inverse_frequency' class weights in the loss."}
+    train_class_weighting: str = _choice(
+        "none",
+        ("none", "inverse_frequency"),
+        "'none' or 'inverse_frequency' class weights in the loss.",
     )
     train_seed: int = field(default=0, metadata={"help": "Seed for reproducible training."})
     train_max_unreadable_share: float = field(
@@ -244,12 +237,11 @@ class Settings:
             "trains on the rest and reports the ids."
         },
     )
-    train_semi_supervised: str = field(
-        default="none",
-        metadata={
-            "help": "'none' or 'mean_teacher': also learn from unlabelled tasks' images with an EMA teacher's "
-            "confidence-weighted pseudo labels and class-balanced ClassMix (S4AL); the teacher becomes the model."
-        },
+    train_semi_supervised: str = _choice(
+        "none",
+        ("none", "mean_teacher"),
+        "'none' or 'mean_teacher': also learn from unlabelled tasks' images with an EMA teacher's "
+        "confidence-weighted pseudo labels and class-balanced ClassMix (S4AL); the teacher becomes the model.",
     )
     train_ema_momentum: float = field(
         default=0.99, metadata={"help": "Mean teacher: EMA momentum of the teacher, in [0, 1]."}
@@ -332,6 +324,11 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        for spec in fields(self):
+            choices = spec.metadata.get("choices")
+            if choices and getattr(self, spec.name) not in choices:
+                value = getattr(self, spec.name)
+                raise ConfigError(f"{spec.name.upper()} must be one of {', '.join(choices)}, got {value!r}")
         if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
             raise ConfigError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
         if not 0.0 <= self.head_dropout < 1.0:
@@ -340,29 +337,16 @@ class Settings:
             raise ConfigError(f"MC_SAMPLES must be >= 1, got {self.mc_samples}")
         if not 0.0 < self.mc_resolution <= 1.0:
             raise ConfigError(f"MC_RESOLUTION must be in (0, 1], got {self.mc_resolution}")
-        if self.encoder_weights not in {"imagenet", "none"}:
-            raise ConfigError(f"ENCODER_WEIGHTS must be 'imagenet' or 'none', got {self.encoder_weights!r}")
         if not 1 <= self.overlay_levels <= 255 or not 0 <= self.overlay_max_alpha <= 255:
             raise ConfigError("OVERLAY_LEVELS must be in [1, 255] and OVERLAY_MAX_ALPHA in [0, 255]")
-        for name in ("class_masks", "uncertainty_overlay"):
-            if getattr(self, name) not in LAYER_CHOICES:
-                raise ConfigError(f"{name.upper()} must be auto, on or off, got {getattr(self, name)!r}")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}")
-        if self.train_class_weighting not in {"none", "inverse_frequency"}:
-            raise ConfigError("TRAIN_CLASS_WEIGHTING must be 'none' or 'inverse_frequency'")
-        if self.train_semi_supervised not in {"none", "mean_teacher"}:
-            raise ConfigError(
-                f"TRAIN_SEMI_SUPERVISED must be 'none' or 'mean_teacher', got {self.train_semi_supervised!r}"
-            )
         if not 0.0 <= self.train_ema_momentum <= 1.0:
             raise ConfigError(f"TRAIN_EMA_MOMENTUM must be in [0, 1], got {self.train_ema_momentum}")
         if self.train_unlabelled_limit < 1:
             raise ConfigError(f"TRAIN_UNLABELLED_LIMIT must be >= 1, got {self.train_unlabelled_limit}")
         if self.train_crop_size % 32 or self.train_crop_size < 32:
             raise ConfigError(f"TRAIN_CROP_SIZE must be a positive multiple of 32, got {self.train_crop_size}")
-        if self.precision not in {"auto", "fp32", "bf16", "fp16"}:
-            raise ConfigError(f"PRECISION must be one of auto, fp32, bf16, fp16, got {self.precision!r}")
         if self.pool_statistics_images < 1:
             raise ConfigError(f"POOL_STATISTICS_IMAGES must be >= 1, got {self.pool_statistics_images}")
         if self.train_min_steps < 0:

@@ -87,5 +87,5 @@ def test_the_class_masks_and_the_overlay_follow_their_settings(settings: Setting
     hidden = Backend(dataclasses.replace(settings, class_masks="off", uncertainty_overlay="on"))
     publish_a_version(hidden, "2", "dense_brush")
     assert predicted_tags(hidden, "dense_brush", small_image_path, project="2")[0] == {"uncertainty"}
-    with pytest.raises(ConfigError, match="CLASS_MASKS must be auto, on or off"):
+    with pytest.raises(ConfigError, match="CLASS_MASKS must be one of auto, on, off"):
         Settings.from_env({"CLASS_MASKS": "faint"})

@@ -274,7 +274,7 @@ def _predict_peak(settings: Settings, label_config: str, image: Path) -> dict[st
     started = time.perf_counter()
     (prediction,) = backend.predict([{"id": 1, "data": {config.image_key: str(image)}}], config, None)
     seconds = time.perf_counter() - started
-    if not prediction.result:
+    if prediction.failed:
         raise RuntimeError(f"no prediction for {image.name} (see the log)")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": round(seconds, 2), "baseline_rss_mib": round(baseline_mib), "peak_rss_mib": round(peak_mib)}

@@ -232,7 +232,11 @@ def run_benchmarks(
     with tempfile.TemporaryDirectory(prefix="ls-al-bench-") as work_dir:
         needed = 1 + max(options.images, options.mc_images)
         warmup, *images = pick_images(options.data / "images", needed, options.image_side, Path(work_dir) / "images")
-        settings = dataclasses.replace(settings, local_image_roots=(str(warmup.parent.resolve()),))
+        # every layer drawn, the untrained v0's too: the benchmark measures the heaviest prediction
+        local_roots = (str(warmup.parent.resolve()),)
+        settings = dataclasses.replace(
+            settings, local_image_roots=local_roots, class_masks="on", uncertainty_overlay="on"
+        )
         plan = {
             "mc": (
                 model_speed.measure_mc_dropout,

@@ -275,7 +275,7 @@ class Pipeline:
             batch = pending[start : start + batch_size]
             for task, prediction in zip(batch, self.backend.predict(batch, config, project_id), strict=True):
                 try:
-                    if not prediction.result:
+                    if prediction.failed:
                         raise ImageError("no prediction (see the log for the reason)")
                     self.studio.upsert_prediction(
                         task["id"],

@@ -142,6 +142,8 @@ def served(tmp_path: Path, camvid_image_path: Path):
             mc_samples=2,
             studio_retries=1,
             studio_backoff_s=0.01,
+            class_masks="on",  # a good task's prediction has content even from v0: an empty one means refused
+            uncertainty_overlay="on",
         )
         backend = Backend(settings)
         yield create_app(backend).test_client(), backend, studio, recorder, images, scene
