@@ -121,11 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--images", type=int, help="images for /predict and pool scoring (default 50)")
     bench_parser.add_argument("--samples", help="MC-dropout sample counts T, comma-separated (default 1,5,10,20,50)")
     bench_parser.add_argument(
-        "--only", help="comma-separated subset of mc,predict,scoring,training,precision,predict_memory (default all)"
+        "--only",
+        help="comma-separated subset of mc,predict,scoring,training,precision,predict_memory,prediction_bytes "
+        "(default all)",
     )
     bench_parser.add_argument("--mc-images", type=int, help="images for the MC-dropout cost (default 10)")
     bench_parser.add_argument("--train-images", type=int, help="images for training speed (default 16)")
     bench_parser.add_argument("--train-epochs", type=int, help="epochs for training speed (default 2)")
+    bench_parser.add_argument(
+        "--size-train-epochs", type=int, help="epochs of the model whose prediction bytes are measured (default 20)"
+    )
     bench_parser.add_argument("--workers", help="worker counts for pool scoring, comma-separated (default 1,2)")
     bench_parser.add_argument("--redis-url", help="Redis for the scoring workers (default redis://127.0.0.1:6379/9)")
     bench_parser.add_argument("--label-configs", type=Path, help="label config folder (default label_configs)")
@@ -261,6 +266,7 @@ def bench(args: argparse.Namespace, settings: Settings, argv: list[str]) -> None
         "mc_images": args.mc_images,
         "train_images": args.train_images,
         "train_epochs": args.train_epochs,
+        "size_train_epochs": args.size_train_epochs,
         "workers": counts(args.workers, "--workers"),
     }
     options = dataclasses.replace(options, **{key: value for key, value in given.items() if value is not None})

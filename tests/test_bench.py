@@ -31,7 +31,7 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
     assert report["command"] == "ls-al-backend " + " ".join(argv)
     assert report["quick"] and report["environment"]["OMP_NUM_THREADS"] == "1"
     results = report["results"]
-    assert list(results) == ["mc", "predict", "scoring", "training", "precision", "predict_memory"]
+    assert list(results) == ["mc", "predict", "scoring", "training", "precision", "predict_memory", "prediction_bytes"]
     for name, result in results.items():
         assert "error" not in result and "skipped" not in result, name
         machine = result["machine"]
@@ -68,9 +68,22 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
     expected_auto = "bf16" if precision["native_bf16"] else "fp32"
     assert precision["rows"][2]["precision"] == expected_auto, "auto falls back to fp32 without native bf16"
 
+    sizes = results["prediction_bytes"]
+    assert sizes["train_images"] == 2 and sizes["epochs"] == 1 and sizes["images"] == 2
+    rows = {(row["mode"], row["version"], row["layers"]): row for row in sizes["rows"]}
+    assert len(rows) == 3 * len(LABEL_CONFIGS), "v0 with every layer, v1 with the defaults and with every layer"
+    assert all(row["predictions"] == 2 and 0 < row["mean_bytes"] <= row["max_bytes"] for row in rows.values())
+    queries = rows[("superpixel_dominant", "v1", "auto")]["results_per_prediction"]
+    assert set(queries) == {"polygonlabels", "choices"}, "by default a query mode sends only its queries"
+    dense = rows[("dense_brush", "v1", "auto")]["results_per_prediction"]
+    assert set(dense) == {"brushlabels"}, "dense mode sends masks and overlay once trained"
+    every = rows[("superpixel_dominant", "v1", "on")]
+    assert every["mean_bytes"] > rows[("superpixel_dominant", "v1", "auto")]["mean_bytes"]
+
     readme = (out / "README.md").read_text()
     assert report["command"] in readme and path.name in readme
     headings = ("**MC dropout**", "**`/predict` latency**", "**Pool scoring**", "**Training**", "**Precision and")
+    headings += ("**Bytes per prediction**",)
     for heading in headings:
         assert heading in readme
 

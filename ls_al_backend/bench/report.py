@@ -16,6 +16,7 @@ TITLES = {
     "training": "Training",
     "precision": "Precision and memory layout",
     "predict_memory": "Memory of one prediction",
+    "prediction_bytes": "Bytes per prediction",
 }
 
 
@@ -78,6 +79,7 @@ def render_run(report: dict[str, Any], file_name: str) -> str:
         "training": _training,
         "precision": _precision,
         "predict_memory": _predict_memory,
+        "prediction_bytes": _prediction_bytes,
     }
     for name, result in results.items():
         title = TITLES.get(name, name)
@@ -190,6 +192,27 @@ def _predict_memory(result: dict[str, Any]) -> str:
             row["seconds"],
             row["prediction_rss_mib"],
             row["peak_rss_mib"],
+        ]
+        for row in result["rows"]
+    ]
+    return intro + "\n" + _table(header, rows)
+
+
+def _prediction_bytes(result: dict[str, Any]) -> str:
+    intro = (
+        f"**Bytes per prediction** (what Label Studio stores): {result['images']} images predicted by the untrained "
+        f"v0 and by v1, trained {result['epochs']} epochs on {result['train_images']} images (last training loss "
+        f"{result['final_train_loss']}); `layers` is CLASS_MASKS and UNCERTAINTY_OVERLAY (`auto`: the defaults):\n"
+    )
+    header = ["mode", "version", "layers", "mean bytes", "max bytes", "results per prediction"]
+    rows = [
+        [
+            row["mode"],
+            row["version"],
+            row["layers"],
+            f"{row['mean_bytes']:,}",
+            f"{row['max_bytes']:,}",
+            ", ".join(f"{kind} {count}" for kind, count in row["results_per_prediction"].items()) or "none",
         ]
         for row in result["rows"]
     ]

@@ -28,7 +28,7 @@ from PIL import Image
 from ls_al_backend.bench.report import write_report
 from ls_al_backend.config import Settings
 
-MEASUREMENTS = ("mc", "predict", "scoring", "training", "precision", "predict_memory")
+MEASUREMENTS = ("mc", "predict", "scoring", "training", "precision", "predict_memory", "prediction_bytes")
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Label configs (files in ``--label-configs``): MC dropout and training use the dense one (CamVid masks are dense
@@ -71,6 +71,7 @@ QUICK_OPTIONS: dict[str, Any] = {
     "precision_steps": 1,
     "memory_sides": (64, 128),
     "memory_uncapped_sides": (128,),
+    "size_train_epochs": 1,
 }
 QUICK_SETTINGS: dict[str, Any] = {
     "mc_samples": 2,
@@ -104,6 +105,8 @@ class BenchOptions:
     """Longest sides of the images whose one-prediction peak memory is measured (``predict_memory``)."""
     memory_uncapped_sides: tuple[int, ...] = (4000,)
     """Of those, the sides measured again without ``ANALYSIS_MAX_SIDE``, for comparison."""
+    size_train_epochs: int = 20
+    """Epochs of the model whose predictions ``prediction_bytes`` measures (on ``train_images`` images)."""
     redis_url: str = DEFAULT_REDIS_URL
     label_configs: Path = Path("label_configs")
     quick: bool = False
@@ -222,7 +225,7 @@ def run_benchmarks(
     options.validate()
     # Imported here, not at the top: the predict and scoring child processes import this package and should not
     # load torch (model_speed does).
-    from ls_al_backend.bench import model_speed, service_speed
+    from ls_al_backend.bench import model_speed, prediction_size, service_speed
 
     configs = {path.stem: path.read_text() for path in sorted(options.label_configs.glob("*.xml"))}
     started_at = datetime.now(UTC)
@@ -284,6 +287,19 @@ def run_benchmarks(
                     "image": warmup,
                     "sides": options.memory_sides,
                     "uncapped_sides": options.memory_uncapped_sides,
+                },
+                False,
+            ),
+            "prediction_bytes": (
+                prediction_size.measure_prediction_bytes,
+                {
+                    "label_configs": configs,
+                    "dense_config": DENSE_CONFIG,
+                    "split": options.data,
+                    "train_images": options.train_images,
+                    "epochs": options.size_train_epochs,
+                    "images": images[: options.mc_images],
+                    "image_side": options.image_side,
                 },
                 False,
             ),
