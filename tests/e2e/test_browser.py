@@ -7,8 +7,12 @@ admin, opens the first task in the editor (``/projects/<id>/data?task=<id>``) an
 must list the class masks and the "uncertainty" overlay, the superpixel modes polygon "query" regions and the point
 mode keypoint "query" regions.
 
-One screenshot per mode goes to ``$E2E_ARTIFACTS`` (default ``artifacts/screenshots/``); with
-``UPDATE_DOCS_SCREENSHOTS=1`` it is also copied to ``docs/screenshots/<mode>.png``.
+The backends of these tests draw every layer (``CLASS_MASKS=on``: the untrained v0's masks too), so every kind of
+region is checked. One more project, served by a backend with the default settings, shows what an annotator of a
+query mode sees: the photo with the query regions over it, no class mask and no overlay.
+
+One screenshot per mode goes to ``$E2E_ARTIFACTS`` (default ``artifacts/screenshots/``), and ``<mode>-default.png``
+for the default view; with ``UPDATE_DOCS_SCREENSHOTS=1`` they are also copied to ``docs/screenshots/``.
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package (see ``tests/e2e/browser.py``).
 """
 
@@ -34,6 +38,7 @@ from tests.e2e.harness import (
     StartError,
     Studio,
     TinyImage,
+    start_backend,
 )
 
 #: Result type -> the region class the editor lists it as, and the value key holding its labels.
@@ -147,6 +152,68 @@ def editor(
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, docs / f"{mode}.png")
     return EditorView(mode, shown, rows, tabs, selected_query, screenshot, load_s)
+
+
+def open_editor(
+    browser: Browser, label_studio: LabelStudio, shown: BrowserProject, name: str
+) -> tuple[list[OutlinerRow], Path]:
+    """Open the project's first task in the editor; its region list and a screenshot ``<name>.png``."""
+    (image_name,) = shown.tags.objects
+    browser.open_task(label_studio.url, shown.project["id"], shown.task["id"], image_name)
+    rows = browser.outliner()
+    screenshot = browser.screenshot(screenshot_dir() / f"{name}.png")
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
+        docs = REPO_ROOT / "docs" / "screenshots"
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, docs / screenshot.name)
+    return rows, screenshot
+
+
+DEFAULT_VIEW_MODE = "superpixel_dominant"
+
+
+@pytest.fixture(scope="module")
+def default_view(
+    studio: Studio,
+    backends: BackendPool,
+    tiny_images: list[TinyImage],
+    browser: Browser,
+    label_studio: LabelStudio,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[BrowserProject, list[OutlinerRow], Path]]:
+    """A superpixel project served by a backend with the default layer settings, open in the editor."""
+    path = REPO_ROOT / "label_configs" / f"{DEFAULT_VIEW_MODE}.xml"
+    defaults = {"CLASS_MASKS": "auto", "UNCERTAINTY_OVERLAY": "auto"}
+    try:
+        backend = start_backend(
+            label_studio,
+            "legacy_token",
+            backends.api_keys["legacy_token"],
+            tmp_path_factory.mktemp("defaults"),
+            defaults,
+        )
+    except StartError as error:
+        pytest.fail(str(error))
+    try:
+        project = studio.create_project(f"{path.stem} (defaults)", path.read_text())
+        studio.import_images(project["id"], tiny_images)
+        studio.add_ml_backend(project["id"], backend.url, title="ls-al-backend (defaults)")
+        studio.retrieve_predictions(project["id"])
+        task = min(studio.tasks(project["id"]), key=lambda task: task["id"])
+        shown = BrowserProject(project, ConfigTags.parse(path.read_text()), task, task["predictions"][0])
+        rows, screenshot = open_editor(browser, label_studio, shown, f"{DEFAULT_VIEW_MODE}-default")
+        yield shown, rows, screenshot
+    finally:
+        backend.stop()
+
+
+def test_by_default_a_query_mode_shows_the_photo_with_only_its_queries(default_view) -> None:
+    shown, rows, screenshot = default_view
+    polygons = [item for item in shown.prediction["result"] if item["type"] == "polygonlabels"]
+    assert polygons and {item["type"] for item in shown.prediction["result"]} == {"polygonlabels", "choices"}
+    assert Counter(row.kind for row in rows) == {"polygonregion": len(polygons)}, f"{rows} (screenshot {screenshot})"
+    assert all(row.label == "query" for row in rows), rows
+    assert screenshot.stat().st_size > 10_000, screenshot
 
 
 def query_kinds(tags: ConfigTags) -> list[str]:
