@@ -107,6 +107,17 @@ const find = () => document.querySelector(
 """
 
 #: The selected region: the details panel's text (index, label, region id, ...) and the per-region choices shown.
+#: The per-region choices the editor shows for the selected region: ``{name: {"hotkey": key or None, "checked"}}``.
+READ_CHOICES_JS = """
+const found = {};
+for (const input of document.querySelectorAll('.lsf-choices input[name]')) {
+  const text = (input.closest('label') || input.parentElement).textContent;
+  const hotkey = text.match(/\\[(.)\\]/);
+  found[input.name] = {hotkey: hotkey ? hotkey[1] : null, checked: input.checked};
+}
+return found;
+"""
+
 READ_SELECTION_JS = """
 const details = document.querySelector('.lsf-detailed-region');
 if (!details || !document.querySelector('.lsf-outliner .lsf-tree-treenode-selected')) return null;
@@ -310,6 +321,27 @@ class Browser:
         except Exception as error:
             raise BrowserError(f"clicking a {kind} row selected no region within {SELECT_TIMEOUT_S} s") from error
         return SelectedRegion(**selection)
+
+    def press(self, *keys: str) -> None:
+        """Press a key chord on the editor, e.g. ``press(Keys.ALT, ".")`` (modifiers held while the last key goes)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        chain = ActionChains(self.driver)
+        for modifier in keys[:-1]:
+            chain.key_down(modifier)
+        chain.send_keys(keys[-1])
+        for modifier in reversed(keys[:-1]):
+            chain.key_up(modifier)
+        chain.perform()
+
+    def selected_region(self) -> SelectedRegion | None:
+        """The region selected in the editor now (its details panel and choices), or None."""
+        selection = self.driver.execute_script(READ_SELECTION_JS)
+        return SelectedRegion(**selection) if selection else None
+
+    def region_choices(self) -> dict[str, dict[str, Any]]:
+        """The selected region's per-region choices: ``{class: {"hotkey": key or None, "checked": bool}}``."""
+        return self.driver.execute_script(READ_CHOICES_JS) or {}
 
     def annotation_tabs(self) -> list[AnnotationTab]:
         return [AnnotationTab(**tab) for tab in self.driver.execute_script(READ_TABS_JS)]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.e2e.browser import AnnotationTab, Browser, BrowserError, OutlinerRow, SelectedRegion
@@ -214,6 +215,50 @@ def test_by_default_a_query_mode_shows_the_photo_with_only_its_queries(default_v
     assert Counter(row.kind for row in rows) == {"polygonregion": len(polygons)}, f"{rows} (screenshot {screenshot})"
     assert all(row.label == "query" for row in rows), rows
     assert screenshot.stat().st_size > 10_000, screenshot
+
+
+#: Key presses that answer one query region from the keyboard: "Cycle Regions" (alt+.) selects the next region,
+#: then the class's hotkey ticks it. Submitting the task is one more chord (ctrl+enter).
+KEYS_PER_QUERY = 2
+
+
+def test_a_query_is_answered_with_two_key_presses_and_trains_as_its_class(
+    default_view, browser: Browser, label_studio: LabelStudio, studio: Studio
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ls_al_backend.labeling.annotations import latest_annotation, polygon_mask
+    from ls_al_backend.modes import annotation_to_target, parse_label_config
+
+    shown, _, _ = default_view
+    (image_name,) = shown.tags.objects
+    browser.open_task(label_studio.url, shown.project["id"], shown.task["id"], image_name)
+    queries = {item["id"]: item for item in shown.prediction["result"] if item["type"] == "polygonlabels"}
+
+    browser.press(Keys.ALT, ".")  # 1: select the next region
+    selected = WebDriverWait(browser.driver, 10, poll_frequency=0.2).until(lambda _: browser.selected_region())
+    (region_id,) = [query_id for query_id in queries if query_id in selected.details]
+    hotkey = browser.region_choices()["Road"]["hotkey"]
+    assert hotkey, f"the Road choice shows no hotkey: {browser.region_choices()}"
+    browser.press(hotkey)  # 2: tick its class
+    WebDriverWait(browser.driver, 10, poll_frequency=0.2).until(lambda _: browser.region_choices()["Road"]["checked"])
+    browser.press(Keys.CONTROL, Keys.ENTER)  # submit the task
+
+    def submitted() -> dict | None:
+        task = next(task for task in studio.tasks(shown.project["id"]) if task["id"] == shown.task["id"])
+        return latest_annotation(task)
+
+    annotation = WebDriverWait(browser.driver, 20, poll_frequency=0.5).until(lambda _: submitted())
+    config = parse_label_config(shown.project["label_config"])
+    query = queries[region_id]
+    height, width = query["original_height"], query["original_width"]
+    target = annotation_to_target(annotation["result"], config, height, width)
+    road = config.class_names.index("Road")
+    assert np.array_equal(target.labels == road, polygon_mask(query, height, width)), (
+        f"the answer to {region_id} did not become Road labels on its polygon: {annotation['result']}"
+    )
+    assert target.labelled_pixels == int(polygon_mask(query, height, width).sum()), "only the answered query labels"
 
 
 def query_kinds(tags: ConfigTags) -> list[str]:
