@@ -170,95 +170,119 @@ def open_editor(
     return rows, screenshot
 
 
-DEFAULT_VIEW_MODE = "superpixel_dominant"
+#: The query modes, what their query regions are, and the classes an annotator ticks in the answer test.
+QUERY_MODES = {
+    "superpixel_dominant": ("polygonlabels", ["Road"]),
+    "superpixel_multiclass": ("polygonlabels", ["Road", "Car"]),
+    "sparse_points": ("keypointlabels", ["Road"]),
+}
+REGION_OF = {"polygonlabels": "polygonregion", "keypointlabels": "keypointregion"}
 
 
 @pytest.fixture(scope="module")
-def default_view(
-    studio: Studio,
-    backends: BackendPool,
-    tiny_images: list[TinyImage],
-    browser: Browser,
-    label_studio: LabelStudio,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[BrowserProject, list[OutlinerRow], Path]]:
-    """A superpixel project served by a backend with the default layer settings, open in the editor."""
-    path = REPO_ROOT / "label_configs" / f"{DEFAULT_VIEW_MODE}.xml"
+def default_backend(
+    label_studio: LabelStudio, backends: BackendPool, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The URL of a backend with the default layer settings (``CLASS_MASKS=auto``, ``UNCERTAINTY_OVERLAY=auto``)."""
     defaults = {"CLASS_MASKS": "auto", "UNCERTAINTY_OVERLAY": "auto"}
+    key = backends.api_keys["legacy_token"]
     try:
-        backend = start_backend(
-            label_studio,
-            "legacy_token",
-            backends.api_keys["legacy_token"],
-            tmp_path_factory.mktemp("defaults"),
-            defaults,
-        )
+        backend = start_backend(label_studio, "legacy_token", key, tmp_path_factory.mktemp("defaults"), defaults)
     except StartError as error:
         pytest.fail(str(error))
     try:
-        project = studio.create_project(f"{path.stem} (defaults)", path.read_text())
-        studio.import_images(project["id"], tiny_images)
-        studio.add_ml_backend(project["id"], backend.url, title="ls-al-backend (defaults)")
-        studio.retrieve_predictions(project["id"])
-        task = min(studio.tasks(project["id"]), key=lambda task: task["id"])
-        shown = BrowserProject(project, ConfigTags.parse(path.read_text()), task, task["predictions"][0])
-        rows, screenshot = open_editor(browser, label_studio, shown, f"{DEFAULT_VIEW_MODE}-default")
-        yield shown, rows, screenshot
+        yield backend.url
     finally:
         backend.stop()
 
 
+@pytest.fixture(scope="module", params=list(QUERY_MODES))
+def default_view(
+    request: pytest.FixtureRequest,
+    default_backend: str,
+    studio: Studio,
+    tiny_images: list[TinyImage],
+    browser: Browser,
+    label_studio: LabelStudio,
+) -> tuple[str, BrowserProject, list[OutlinerRow], Path]:
+    """A query-mode project served with the default layer settings, its first task open in the editor."""
+    mode = request.param
+    path = REPO_ROOT / "label_configs" / f"{mode}.xml"
+    project = studio.create_project(f"{mode} (defaults)", path.read_text())
+    studio.import_images(project["id"], tiny_images)
+    studio.add_ml_backend(project["id"], default_backend, title="ls-al-backend (defaults)")
+    studio.retrieve_predictions(project["id"])
+    task = min(studio.tasks(project["id"]), key=lambda task: task["id"])
+    shown = BrowserProject(project, ConfigTags.parse(path.read_text()), task, task["predictions"][0])
+    rows, screenshot = open_editor(browser, label_studio, shown, f"{mode}-default")
+    return mode, shown, rows, screenshot
+
+
 def test_by_default_a_query_mode_shows_the_photo_with_only_its_queries(default_view) -> None:
-    shown, rows, screenshot = default_view
-    polygons = [item for item in shown.prediction["result"] if item["type"] == "polygonlabels"]
-    assert polygons and {item["type"] for item in shown.prediction["result"]} == {"polygonlabels", "choices"}
-    assert Counter(row.kind for row in rows) == {"polygonregion": len(polygons)}, f"{rows} (screenshot {screenshot})"
+    mode, shown, rows, screenshot = default_view
+    query_type = QUERY_MODES[mode][0]
+    queries = [item for item in shown.prediction["result"] if item["type"] == query_type]
+    assert queries and {item["type"] for item in shown.prediction["result"]} == {query_type, "choices"}
+    expected = {REGION_OF[query_type]: len(queries)}
+    assert Counter(row.kind for row in rows) == expected, f"{mode}: {rows} (screenshot {screenshot})"
     assert all(row.label == "query" for row in rows), rows
     assert screenshot.stat().st_size > 10_000, screenshot
 
 
-#: Key presses that answer one query region from the keyboard: "Cycle Regions" (alt+.) selects the next region,
-#: then the class's hotkey ticks it. Submitting the task is one more chord (ctrl+enter).
-KEYS_PER_QUERY = 2
-
-
-def test_a_query_is_answered_with_two_key_presses_and_trains_as_its_class(
+def test_a_query_is_answered_from_the_keyboard_and_trains_as_its_classes(
     default_view, browser: Browser, label_studio: LabelStudio, studio: Studio
 ) -> None:
+    """``alt+.`` selects the next query region, one hotkey per class ticks it (2 key presses for a one-class
+    answer, 1 + k for k classes), ``ctrl+enter`` submits; the stored answer becomes the query's training target."""
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from ls_al_backend.labeling.annotations import latest_annotation, polygon_mask
+    from ls_al_backend.labeling.annotations import keypoint_pixel, latest_annotation, polygon_mask
     from ls_al_backend.modes import annotation_to_target, parse_label_config
 
-    shown, _, _ = default_view
+    mode, shown, _, _ = default_view
+    query_type, classes = QUERY_MODES[mode]
     (image_name,) = shown.tags.objects
     browser.open_task(label_studio.url, shown.project["id"], shown.task["id"], image_name)
-    queries = {item["id"]: item for item in shown.prediction["result"] if item["type"] == "polygonlabels"}
+    queries = {item["id"]: item for item in shown.prediction["result"] if item["type"] == query_type}
 
-    browser.press(Keys.ALT, ".")  # 1: select the next region
-    selected = WebDriverWait(browser.driver, 10, poll_frequency=0.2).until(lambda _: browser.selected_region())
+    def wait(condition, seconds: float = 10):
+        return WebDriverWait(browser.driver, seconds, poll_frequency=0.2).until(lambda _: condition())
+
+    presses = 1
+    browser.press(Keys.ALT, ".")  # select the next region
+    selected = wait(browser.selected_region)
     (region_id,) = [query_id for query_id in queries if query_id in selected.details]
-    hotkey = browser.region_choices()["Road"]["hotkey"]
-    assert hotkey, f"the Road choice shows no hotkey: {browser.region_choices()}"
-    browser.press(hotkey)  # 2: tick its class
-    WebDriverWait(browser.driver, 10, poll_frequency=0.2).until(lambda _: browser.region_choices()["Road"]["checked"])
+    for name in classes:
+        hotkey = browser.region_choices()[name]["hotkey"]
+        assert hotkey, f"{mode}: the {name} choice shows no hotkey: {browser.region_choices()}"
+        browser.press(hotkey)  # tick the class
+        presses += 1
+        wait(lambda name=name: browser.region_choices()[name]["checked"])
+    assert presses == 1 + len(classes)
     browser.press(Keys.CONTROL, Keys.ENTER)  # submit the task
 
     def submitted() -> dict | None:
         task = next(task for task in studio.tasks(shown.project["id"]) if task["id"] == shown.task["id"])
         return latest_annotation(task)
 
-    annotation = WebDriverWait(browser.driver, 20, poll_frequency=0.5).until(lambda _: submitted())
+    annotation = wait(submitted, seconds=20)
     config = parse_label_config(shown.project["label_config"])
     query = queries[region_id]
     height, width = query["original_height"], query["original_width"]
     target = annotation_to_target(annotation["result"], config, height, width)
-    road = config.class_names.index("Road")
-    assert np.array_equal(target.labels == road, polygon_mask(query, height, width)), (
-        f"the answer to {region_id} did not become Road labels on its polygon: {annotation['result']}"
-    )
-    assert target.labelled_pixels == int(polygon_mask(query, height, width).sum()), "only the answered query labels"
+    indices = [config.class_names.index(name) for name in classes]
+    if query_type == "keypointlabels":
+        covered = np.zeros((height, width), dtype=bool)
+        covered[keypoint_pixel(query, height, width)] = True
+    else:
+        covered = polygon_mask(query, height, width)
+    assert target.labelled_pixels == int(covered.sum()), f"{mode}: only the answered query labels pixels"
+    if len(indices) == 1:
+        assert np.array_equal(target.labels == indices[0], covered), f"{mode}: {annotation['result']}"
+    else:  # a candidate set on the region (partial labels)
+        assert np.array_equal(target.region_ids == 0, covered) and target.candidates.shape[0] == 1
+        assert np.flatnonzero(target.candidates[0]).tolist() == sorted(indices), annotation["result"]
 
 
 def query_kinds(tags: ConfigTags) -> list[str]:
