@@ -179,13 +179,19 @@ class StudioClient:
             self.call("POST", "/api/predictions/", json=body)
         if keep_versions is None:
             return 0
-        numbers = {number for item in items if (number := version_number(item.get("model_version"))) is not None}
-        current = version_number(model_version)
-        kept = set(sorted(numbers | {current} - {None})[-keep_versions:]) | {current}
-        stale = [item for item in items if version_number(item.get("model_version")) not in kept | {None}]
+        stale = stale_predictions(items, model_version, keep_versions)
         for item in stale:
-            self.call("DELETE", f"/api/predictions/{item['id']}/")
+            self.delete_prediction(item["id"])
         return len(stale)
+
+    def import_predictions(self, project_id: str, predictions: list[dict[str, Any]]) -> int:
+        """Create predictions (``{"task", "result", "score", "model_version"}`` each) in one request, Label Studio's
+        ``/api/projects/<id>/import/predictions``; returns how many it created."""
+        answer = self.call("POST", f"/api/projects/{project_id}/import/predictions", json=predictions)
+        return int((answer or {}).get("created", len(predictions)))
+
+    def delete_prediction(self, prediction_id: int) -> None:
+        self.call("DELETE", f"/api/predictions/{prediction_id}/")
 
     def set_project_model_version(self, project_id: str, model_version: str) -> bool:
         """Make ``model_version`` the project's current version; False when Label Studio refuses it.
@@ -242,6 +248,15 @@ def with_retries(
         log.warning("%s: attempt %d failed; retrying", what, attempt + 1)
         time.sleep(backoff_s * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def stale_predictions(items: list[dict[str, Any]], model_version: str, keep_versions: int) -> list[dict[str, Any]]:
+    """Of one task's predictions ``items``, those of this backend's versions (``v<N>``) beyond the ``keep_versions``
+    newest, ``model_version`` always kept; other models' predictions are never stale."""
+    numbers = {number for item in items if (number := version_number(item.get("model_version"))) is not None}
+    current = version_number(model_version)
+    kept = set(sorted(numbers | {current} - {None})[-keep_versions:]) | {current}
+    return [item for item in items if version_number(item.get("model_version")) not in kept | {None}]
 
 
 def version_number(model_version: object) -> int | None:

@@ -41,6 +41,7 @@ class FakeStudio:
         self.unavailable = 0  # answer this many next requests (API or file) with 503
         self.valid_access_tokens: set[str] = set()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Authorization header)
+        self.refuse_bulk_import = False  # answer the predictions import with a 400
         self.lock = threading.Lock()
         studio = self
 
@@ -136,7 +137,11 @@ class FakeStudio:
                 tasks = [task for task in tasks if task["id"] in included]
             if (page - 1) * size >= len(tasks) and page > 1:
                 return 404, {"detail": "Invalid page."}
-            return 200, {"tasks": tasks[(page - 1) * size : page * size], "total": len(tasks)}
+            tasks = [
+                {**task, "predictions": [p for p in self.predictions if p["task"] == task["id"]]}
+                for task in tasks[(page - 1) * size : page * size]
+            ]  # as Label Studio lists them with fields=all
+            return 200, {"tasks": tasks, "total": len(tasks)}
         if route == ("GET", "/api/tasks/<id>/"):
             return (200, self.tasks[number]) if number in self.tasks else (404, {"detail": "Not found."})
         if route == ("PATCH", "/api/tasks/<id>/"):
@@ -149,6 +154,13 @@ class FakeStudio:
             prediction = {**body, "id": self.next_prediction_id}
             self.predictions.append(prediction)
             return 201, prediction
+        if route == ("POST", "/api/projects/<id>/import/predictions"):
+            if self.refuse_bulk_import:
+                return 400, {"detail": "refused by the test"}
+            for item in body:
+                self.next_prediction_id += 1
+                self.predictions.append({**item, "id": self.next_prediction_id})
+            return 201, {"created": len(body)}
         if route == ("PATCH", "/api/predictions/<id>/"):
             prediction = next(p for p in self.predictions if p["id"] == number)
             prediction.update(body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ls_al_backend.studio import StudioClient, StudioError, is_jwt
+from ls_al_backend.studio import StudioClient, StudioError, is_jwt, stale_predictions
 from tests.fake_studio import LEGACY_TOKEN, PERSONAL_ACCESS_TOKEN, FakeStudio
 
 FILE = "/data/upload/1/a.png"
@@ -55,3 +55,22 @@ def test_unreachable_studio_is_a_studio_error() -> None:
         StudioClient("http://127.0.0.1:9", LEGACY_TOKEN, timeout_s=2).download(FILE, 100)
     with pytest.raises(StudioError, match="LABEL_STUDIO_URL"):
         StudioClient("", LEGACY_TOKEN)
+
+
+def test_stale_predictions_are_this_backends_versions_beyond_the_newest_kept() -> None:
+    items = [{"id": i, "model_version": version} for i, version in enumerate(["v1", "v2", "v3", "other", "v10"])]
+    assert [item["id"] for item in stale_predictions(items, "v10", keep_versions=2)] == [0, 1]
+    kept_anyway = [item["id"] for item in stale_predictions(items, "v3", keep_versions=1)]
+    assert kept_anyway == [0, 1], "the newest (v10) and the one being written (v3) are both kept"
+    assert stale_predictions(items[3:4], "v1", keep_versions=1) == [], "another model's prediction is never stale"
+
+
+def test_predictions_are_imported_in_bulk_and_deleted_by_id() -> None:
+    with FakeStudio({}) as studio:
+        client = StudioClient(studio.url, LEGACY_TOKEN)
+        created = client.import_predictions("5", [{"task": 1, "result": [], "score": 0.5, "model_version": "v1"}] * 3)
+        assert created == 3 and [p["task"] for p in studio.predictions] == [1, 1, 1]
+        client.delete_prediction(studio.predictions[0]["id"])
+        assert len(studio.predictions) == 2
+        with pytest.raises(StudioError, match="HTTP 404"):
+            client.delete_prediction(12345)

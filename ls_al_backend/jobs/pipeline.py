@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ls_al_backend.backend import Backend
+from ls_al_backend.backend import Backend, TaskPrediction
 from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError
 from ls_al_backend.labeling.annotations import MalformedAnnotation, latest_annotation
@@ -31,7 +31,7 @@ from ls_al_backend.model.store import version_name
 from ls_al_backend.model.train_config import TrainConfig
 from ls_al_backend.model.training import train
 from ls_al_backend.modes import LabelConfig, annotation_to_target, parse_label_config
-from ls_al_backend.studio import StudioClient, StudioError
+from ls_al_backend.studio import StudioClient, StudioError, stale_predictions
 
 log = logging.getLogger(__name__)
 
@@ -273,28 +273,78 @@ class Pipeline:
         batch_size = self.settings.inference_batch_size
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
+            predicted = []
             for task, prediction in zip(batch, self.backend.predict(batch, config, project_id), strict=True):
+                if prediction.failed:
+                    log.error("task %s: scoring failed: no prediction (see the log for the reason)", task["id"])
+                    failed.append(int(task["id"]))
+                else:
+                    predicted.append((task, prediction))
+            for task, prediction in self._write_predictions(project_id, predicted, failed):
                 try:
-                    if prediction.failed:
-                        raise ImageError("no prediction (see the log for the reason)")
-                    self.studio.upsert_prediction(
-                        task["id"],
-                        prediction.result,
-                        prediction.score,
-                        prediction.model_version,
-                        keep_versions=self.settings.keep_prediction_versions,
-                    )
                     self.studio.set_task_score(
                         task,
                         {self.settings.score_field: round(prediction.score, 6), self.version_field: version},
                     )
-                except (StudioError, ImageError) as error:
+                except StudioError as error:
                     log.error("task %s: scoring failed: %s", task["id"], error)
                     failed.append(int(task["id"]))
                     continue
                 scored += 1
             report({"stage": "scoring", "scored": scored, "of": len(task_ids)})
         return {"scored": scored, "failed": sorted(failed), "already_scored": already}
+
+    def _write_predictions(
+        self, project_id: str, predicted: list[tuple[dict[str, Any], TaskPrediction]], failed: list[int]
+    ) -> list[tuple[dict[str, Any], TaskPrediction]]:
+        """Store the predictions of a batch; return the (task, prediction) pairs stored, adding the others' ids to
+        ``failed``. New ones go in one bulk import; a task that already has this version's prediction (a rerun) is
+        updated; this backend's versions beyond ``KEEP_PREDICTION_VERSIONS`` are deleted (the task list carries
+        each task's predictions). If the bulk import fails, each task is written on its own, so one bad
+        prediction never sinks the batch."""
+        keep = self.settings.keep_prediction_versions
+
+        def body(task: dict[str, Any], prediction: TaskPrediction) -> dict[str, Any]:
+            result, score, version = prediction.result, float(prediction.score), prediction.model_version
+            return {"task": int(task["id"]), "result": result, "score": score, "model_version": version}
+
+        def existing(task: dict[str, Any]) -> list[dict[str, Any]]:
+            return [item for item in task.get("predictions") or [] if isinstance(item, dict)]
+
+        def has_this_version(pair: tuple[dict[str, Any], TaskPrediction]) -> bool:
+            return any(item.get("model_version") == pair[1].model_version for item in existing(pair[0]))
+
+        one_by_one = [pair for pair in predicted if has_this_version(pair)]
+        new = [pair for pair in predicted if not has_this_version(pair)]
+        stored = []
+        if new:
+            try:
+                self.studio.import_predictions(project_id, [body(task, prediction) for task, prediction in new])
+                stored += new
+            except StudioError as error:
+                log.warning("bulk import of %d predictions failed (%s); writing them one by one", len(new), error)
+                one_by_one += new
+        for task, prediction in one_by_one:
+            try:
+                self.studio.upsert_prediction(
+                    task["id"], prediction.result, prediction.score, prediction.model_version, keep_versions=keep
+                )
+                stored.append((task, prediction))
+            except StudioError as error:
+                log.error("task %s: scoring failed: %s", task["id"], error)
+                failed.append(int(task["id"]))
+        upserted = {int(task["id"]) for task, _ in one_by_one}  # upsert_prediction deletes the stale ones itself
+        written = []
+        for task, prediction in stored:
+            try:
+                if int(task["id"]) not in upserted:
+                    for item in stale_predictions(existing(task), prediction.model_version, keep):
+                        self.studio.delete_prediction(item["id"])
+                written.append((task, prediction))
+            except StudioError as error:
+                log.error("task %s: scoring failed: %s", task["id"], error)
+                failed.append(int(task["id"]))
+        return written
 
     @property
     def version_field(self) -> str:

@@ -175,3 +175,23 @@ def test_each_task_keeps_the_predictions_of_the_newest_versions_only(tmp_path, s
     for task_id in (4, 5, 6, 7):
         kept = sorted(p["model_version"] for p in studio.predictions if p["task"] == task_id)
         assert kept == (["another-model", "v2", "v3"] if task_id == 4 else ["v2", "v3"]), task_id
+
+
+def test_a_batch_of_predictions_is_written_in_one_request(tmp_path, studio) -> None:
+    pipeline = Pipeline(job_settings(tmp_path, studio.url))
+    pipeline.train(PROJECT, DENSE_XML)
+    assert pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7])["scored"] == 4
+    assert studio.calls("POST", f"/api/projects/{PROJECT}/import/predictions") == [
+        f"/api/projects/{PROJECT}/import/predictions"
+    ], "the batch of 4 (INFERENCE_BATCH_SIZE 8) in one import"
+    assert not studio.calls("POST", "/api/predictions/") and not studio.calls("GET", "/api/predictions/")
+    assert sorted(p["task"] for p in studio.predictions) == [4, 5, 6, 7]
+
+
+def test_a_refused_bulk_import_falls_back_to_one_request_per_task(tmp_path, studio) -> None:
+    pipeline = Pipeline(job_settings(tmp_path, studio.url))
+    pipeline.train(PROJECT, DENSE_XML)
+    studio.refuse_bulk_import = True
+    assert pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7]) == {"scored": 4, "failed": [], "already_scored": 0}
+    assert len(studio.calls("POST", "/api/predictions/")) == 4
+    assert sorted(p["task"] for p in studio.predictions) == [4, 5, 6, 7]
