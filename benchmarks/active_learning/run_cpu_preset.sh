@@ -33,6 +33,7 @@ STRATEGIES=(
   "sp_entropy_classbal|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}"
   "sp_balent|superpixel_dominant|{\"heuristic\": \"balanced_entropy\"}"
   "mc_entropy_pixbal|superpixel_multiclass|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"pixbal\"}"
+  "mc_random|superpixel_multiclass|{\"heuristic\": \"random\"}"
   "px_balent_pixelpick|sparse_points|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}"
 )
 
