@@ -32,6 +32,15 @@ from ls_al_backend.simulation import load_split
 
 #: ``load_split`` resolution that never shrinks an image.
 FULL_SIZE = 1_000_000
+
+
+def dense_samples(split: Path, images: int, image_side: int | None = None) -> list[TrainingSample]:
+    """``images`` evenly spaced images of ``split`` (shrunk to ``image_side`` if given) labelled densely by their
+    ground-truth masks (void ignored)."""
+    examples = load_split(split, resolution=image_side or FULL_SIZE, limit=images)
+    return [TrainingSample(index, example.image, LabelTarget(example.gt)) for index, example in enumerate(examples)]
+
+
 #: Samples of the warm-up MC-dropout call: one chunk of 5 and one of 1, the chunk shapes every T here uses.
 WARMUP_SAMPLES = 6
 
@@ -139,8 +148,7 @@ def measure_training(
     With ``TRAIN_SEMI_SUPERVISED=mean_teacher`` the same images also serve as the unlabelled ones.
     """
     config = parse_label_config(label_config)
-    examples = load_split(split, resolution=image_side or FULL_SIZE, limit=images)
-    samples = [TrainingSample(index, example.image, LabelTarget(example.gt)) for index, example in enumerate(examples)]
+    samples = dense_samples(split, images, image_side)
     train_config = train_config_from(
         settings, epochs=epochs, val_fraction=0.0, steps_per_epoch=steps_per_epoch, min_steps=0
     )
@@ -157,7 +165,7 @@ def measure_training(
             epoch_seconds.append(now - last)
             last = now
 
-        unlabelled = [example.image for example in examples]  # used only with TRAIN_SEMI_SUPERVISED=mean_teacher
+        unlabelled = [sample.image for sample in samples]  # used only with TRAIN_SEMI_SUPERVISED=mean_teacher
         train(
             net,
             samples,

@@ -18,17 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from ls_al_backend.backend import Backend
+from ls_al_backend.bench.model_speed import dense_samples
 from ls_al_backend.config import Settings
 from ls_al_backend.jobs.pipeline import Pipeline, train_config_from
-from ls_al_backend.labeling.annotations import LabelTarget
-from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.training import train
 from ls_al_backend.modes import parse_label_config
-from ls_al_backend.simulation import load_split
 
 PROJECT = "bench"
-#: ``load_split`` resolution that never shrinks an image.
-FULL_SIZE = 1_000_000
 #: Layer settings compared: the defaults, and every layer (the heaviest prediction).
 LAYER_SETTINGS = ("auto", "on")
 
@@ -51,8 +47,7 @@ def measure_prediction_bytes(
     """Train on ``train_images`` images of ``split`` for ``epochs`` epochs, publish ``v1``, then predict
     ``images`` with every config of ``label_configs`` under each of :data:`LAYER_SETTINGS`, and with ``v0``."""
     dense = parse_label_config(label_configs[dense_config])
-    examples = load_split(split, resolution=image_side or FULL_SIZE, limit=train_images)
-    samples = [TrainingSample(index, example.image, LabelTarget(example.gt)) for index, example in enumerate(examples)]
+    samples = dense_samples(split, train_images, image_side)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ls-al-bench-") as data_dir:
         base = dataclasses.replace(settings, data_dir=Path(data_dir), model_dir="")
