@@ -33,6 +33,17 @@ from ls_al_backend.model.training import train
 from ls_al_backend.modes import LabelConfig, annotation_to_target, parse_label_config
 from ls_al_backend.studio import StudioClient, StudioError, stale_predictions
 
+#: Task columns the "Active learning queue" view hides, so that its first columns are the task id, the image, the
+#: score and the version that scored it (Label Studio 1.23.2's built-in columns, data_manager/functions.py).
+QUEUE_HIDDEN_COLUMNS = [
+    f"tasks:{column}"
+    for column in (
+        "inner_id", "completed_at", "cancelled_annotations", "annotators", "annotations_results", "annotations_ids",
+        "predictions_score", "predictions_model_versions", "predictions_results", "file_upload", "storage_filename",
+        "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists",
+    )
+]  # fmt: skip
+
 log = logging.getLogger(__name__)
 
 Report = Callable[[dict[str, Any]], None]
@@ -373,6 +384,7 @@ class Pipeline:
                 "ordering": [f"-tasks:data.{field}"],
                 "filters": {"conjunction": "and", "items": [unlabelled, scored_by_version]},
                 "columnsDisplayType": {f"data.{field}": "Number"},
+                "hiddenColumns": {"explore": QUEUE_HIDDEN_COLUMNS, "labeling": QUEUE_HIDDEN_COLUMNS},
             },
         )
         return {"model_version": version_name(version), "project_model_version_set": version_set, "view_id": view_id}

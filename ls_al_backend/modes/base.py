@@ -71,6 +71,10 @@ class QueryModeHandler(ABC):
     """Targets carry candidate sets per region: training adds the partial-label losses (MulActSeg)."""
     unit: ClassVar[Unit]
     """What one query is in the simulation."""
+    select_actions: ClassVar[int] = 1
+    """Editor actions that select one query before its classes are ticked: ``alt+.`` (Cycle Regions), as measured
+    in Label Studio by ``tests/e2e/test_browser.py``; 0 where the query is the whole image. The simulation's
+    editor actions (:func:`~ls_al_backend.simulation.annotator.editor_actions`) add them to the clicks."""
 
     def query_results(self, config: LabelTags, queries: Queries, image_size: tuple[int, int]) -> list[Result]:
         """The prediction's query regions for an image of ``image_size`` (H, W), each with its empty answer."""

@@ -65,6 +65,7 @@ class DenseBrush(QueryModeHandler):
     acquisition_defaults = {"superpixel_method": "none", "top_k_regions": 0}
     shows_layers = True  # the annotator corrects the masks, guided by the overlay
     unit = Unit.IMAGE
+    select_actions = 0  # the image is the task: nothing to select
 
     def target(self, results: list[dict], config: LabelTags, height: int, width: int) -> LabelTarget:
         labels = np.full((height, width), IGNORE, dtype=np.int64)

@@ -37,7 +37,7 @@ from ls_al_backend.model.network import SegmentationNet, build_network, select_d
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.training import train
 from ls_al_backend.modes import ImageLabels, Unit
-from ls_al_backend.simulation.annotator import build_target
+from ls_al_backend.simulation.annotator import build_target, editor_actions
 from ls_al_backend.simulation.config import SimulationConfig, derive_seed
 from ls_al_backend.simulation.data import load_split
 from ls_al_backend.simulation.metrics import evaluate, iou_per_class, mean_iou
@@ -358,6 +358,12 @@ class Simulation:
                 "clicks_cumulative": clicks_total,
                 "budget_spent_cumulative": spent_total,
                 "annotator_clicks_cumulative": annotator,
+                "annotator_actions_cumulative": editor_actions(
+                    self.config.query_mode,
+                    clicks_total,
+                    sum(previous["units_selected"] for previous in rows) + len(chosen),
+                    len(samples),
+                ),
                 "labelled_pixels": pixels,
                 "labelled_pixel_share": pixels / self.total_pixels,
                 "labelled_images": len(samples),

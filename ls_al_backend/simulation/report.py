@@ -15,12 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from ls_al_backend.modes import registered
+from ls_al_backend.simulation.annotator import editor_actions
+from ls_al_backend.simulation.config import LEGACY_MODE_NAMES
+
 #: The label-savings goal (issue 11): at no more than this share of the full-annotation clicks...
 GOAL_CLICK_SHARE = 0.05
 #: ... the best acquisition strategy reaches this share of the reference's mIoU ...
 GOAL_REFERENCE_SHARE = 0.90
 #: ... and beats every random baseline by at least this many mIoU points, and by more than twice the pooled std.
 GOAL_MARGIN = 0.03
+#: The editor-action budgets at which strategies are compared at equal actions (every this many actions).
+ACTION_STEP = 1000
 
 
 def result_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -53,7 +59,7 @@ class ResultSet:
                 if payload.get("miou") is not None:
                     found.references.append(payload)
                 continue
-            rows = payload.get("rows") or []
+            rows = with_editor_actions(payload.get("rows") or [], payload.get("config", {}).get("query_mode"))
             if len(rows) < payload.get("config", {}).get("rounds", len(rows)) or not rows:
                 found.in_progress.append(f"{payload.get('strategy')} seed {payload.get('seed')}")
                 continue
@@ -65,6 +71,34 @@ class ResultSet:
     @property
     def reference_miou(self) -> float | None:
         return float(np.mean([ref["miou"] for ref in self.references])) if self.references else None
+
+
+def with_editor_actions(rows: list[dict[str, Any]], query_mode: str | None) -> list[dict[str, Any]]:
+    """The rows with ``annotator_actions_cumulative`` (:func:`editor_actions`) filled in where a run recorded
+    before it lacks them, from its clicks, queries and labelled images; left out for an unknown mode."""
+    mode = LEGACY_MODE_NAMES.get(query_mode or "", query_mode)
+    if mode not in {handler.name for handler in registered()}:
+        return rows
+    filled, queries = [], 0
+    for row in rows:
+        queries += row.get("units_selected", 0)
+        if "annotator_actions_cumulative" not in row and {"clicks_cumulative", "labelled_images"} <= row.keys():
+            actions = editor_actions(mode, row["clicks_cumulative"], queries, row["labelled_images"])
+            row = {**row, "annotator_actions_cumulative": actions}
+        filled.append(row)
+    return filled
+
+
+def miou_at_actions(runs: list[list[dict[str, Any]]], actions: float) -> tuple[float, float | None] | None:
+    """Mean and std over seeds of the mIoU at ``actions`` editor actions, each seed's curve interpolated linearly
+    between its rounds; None unless every seed's rounds span ``actions`` (no extrapolation)."""
+    values = []
+    for rows in runs:
+        x = [row.get("annotator_actions_cumulative") for row in rows]
+        if None in x or not x[0] <= actions <= x[-1]:
+            return None
+        values.append(float(np.interp(actions, x, [row["miou"] for row in rows])))
+    return mean_std(values)
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float, float | None]:
@@ -116,10 +150,25 @@ def summarise(paths: Iterable[str | Path]) -> dict[str, Any]:
             "clicks_per_round": [_rounded(mean_std(v)[0], 1) for v in _per_round(runs, "clicks_cumulative")],
             "click_share_per_round": [_rounded(mean_std(v)[0], 5) for v in _per_round(runs, "click_share_of_full")],
             "train_steps_per_round": [_rounded(mean_std(v)[0], 1) for v in _per_round(runs, "train_steps")],
+            "actions_per_round": [
+                _rounded(mean_std(v)[0], 1) for v in _per_round(runs, "annotator_actions_cumulative")
+            ],
+            "miou_at_actions": {
+                str(budget): [_rounded(value) for value in found]
+                for budget in action_budgets(results)
+                if (found := miou_at_actions(runs, budget)) is not None
+            },
             "train_seconds_total": _rounded(sum(sum(r.get("train_seconds") or 0 for r in rows) for rows in runs), 1),
         }
     summary["goal"] = goal_check(summary)
     return summary
+
+
+def action_budgets(results: ResultSet) -> list[int]:
+    """Every :data:`ACTION_STEP` editor actions up to the most any finished run spent."""
+    last_rows = [rows[-1] for runs in results.strategies.values() for rows in runs]
+    spent = [row.get("annotator_actions_cumulative") or 0.0 for row in last_rows]
+    return list(range(ACTION_STEP, int(max(spent, default=0.0)) + 1, ACTION_STEP))
 
 
 def goal_check(summary: dict[str, Any]) -> dict[str, Any] | None:
@@ -227,14 +276,39 @@ def summary_table(paths: Iterable[str | Path]) -> str:
             f"{gaps or 'no baseline finished'}; **{'met' if goal['met'] else 'not met'}** (it needs at least 2 seeds "
             "of each).",
         ]
+    lines += actions_table(summary)
     if summary["in_progress"]:
         lines += ["", f"In progress (not counted): {', '.join(summary['in_progress'])}."]
     return "\n".join(lines) + "\n"
 
 
+def actions_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines: every strategy's mIoU at equal editor actions (``miou_at_actions``) and its actions per
+    round; no lines when no run records actions."""
+    budgets = sorted({int(budget) for entry in summary["strategies"].values() for budget in entry["miou_at_actions"]})
+    if not budgets:
+        return []
+    lines = [
+        "",
+        "At equal editor actions (key presses and clicks in Label Studio: the clicks above, one press selecting "
+        "each query, one submit per labelled image); mIoU % interpolated between a run's rounds, mean ± std, "
+        "- outside its rounds:",
+        "",
+        f"| strategy | actions per round | {' | '.join(f'{budget:g}' for budget in budgets)} |",
+        f"|---|---|{'---|' * len(budgets)}",
+    ]
+    for name, entry in summary["strategies"].items():
+        at = entry["miou_at_actions"]
+        cells = [_percent(*at[str(budget)]) if str(budget) in at else "-" for budget in budgets]
+        spent = " → ".join(f"{actions:g}" for actions in entry["actions_per_round"] if actions is not None)
+        lines.append(f"| {name} | {spent or '-'} | {' | '.join(cells)} |")
+    return lines
+
+
 #: What a learning-curve plot puts on its x axis: row key, axis label, scale factor, log scale.
 PLOT_AXES: dict[str, tuple[str, str, float, bool]] = {
     "clicks": ("clicks_cumulative", "clicks (cumulative)", 1.0, False),
+    "actions": ("annotator_actions_cumulative", "editor actions (cumulative key presses and clicks)", 1.0, False),
     "pixels": ("labelled_pixel_share", "labelled pixels (% of the pool, log scale)", 100.0, True),
 }
 
@@ -242,7 +316,8 @@ PLOT_AXES: dict[str, tuple[str, str, float, bool]] = {
 def plot_learning_curves(
     paths: Iterable[str | Path], out_png: str | Path, title: str | None = None, x_axis: str = "clicks"
 ) -> Path:
-    """PNG of mIoU vs cumulative clicks (``x_axis="clicks"``) or vs the labelled pixel share (``"pixels"``): one
+    """PNG of mIoU vs cumulative clicks (``x_axis="clicks"``), editor actions (``"actions"``) or the labelled
+    pixel share (``"pixels"``): one
     line per strategy (mean over seeds, a band of one std), strategies whose heuristic is ``random`` drawn grey
     (dotted, dash-dotted, ...) as baselines, the reference as a dashed horizontal line."""
     import matplotlib
@@ -260,7 +335,10 @@ def plot_learning_curves(
     random_styles = iter([":", "-.", (0, (5, 2, 1, 2, 1, 2)), (0, (1, 3))] * 4)
     for strategy in sorted(strategies, key=lambda name: (name not in randoms, name)):
         runs = strategies[strategy]
-        x = np.array([[x_scale * v for v in values] for values in _per_round(runs, x_key)], dtype=float).mean(axis=1)
+        per_round = _per_round(runs, x_key)
+        if any(v is None for values in per_round for v in values):
+            continue  # runs that do not record this axis (editor actions of an unknown mode)
+        x = np.array([[x_scale * v for v in values] for values in per_round], dtype=float).mean(axis=1)
         stats = [mean_std(None if v is None else 100 * v for v in values) for values in _per_round(runs, "miou")]
         mean = np.array([m for m, _ in stats])
         std = np.array([np.nan if s is None else s for _, s in stats])
@@ -287,7 +365,8 @@ def plot_learning_curves(
 
 
 def write_summary(paths: Iterable[str | Path], out_dir: str | Path) -> list[Path]:
-    """Write ``summary.json``, ``summary.md`` and both learning-curve PNGs into ``out_dir``; returns their paths."""
+    """Write ``summary.json``, ``summary.md`` and the learning-curve PNGs (vs clicks, editor actions and labelled
+    pixels) into ``out_dir``; returns their paths."""
     paths = list(paths)
     if not result_files(paths):
         raise ValueError(f"no results.json or reference.json in {', '.join(map(str, paths)) or 'no path given'}")
@@ -299,5 +378,6 @@ def write_summary(paths: Iterable[str | Path], out_dir: str | Path) -> list[Path
         out / "summary.json",
         out / "summary.md",
         plot_learning_curves(paths, out / "learning_curves.png"),
+        plot_learning_curves(paths, out / "learning_curves_actions.png", x_axis="actions"),
         plot_learning_curves(paths, out / "learning_curves_pixels.png", x_axis="pixels"),
     ]

@@ -88,12 +88,15 @@ return [...document.querySelectorAll('.lsf-annotation-button')].map(button => ({
 }));
 """
 
-#: Scrolls the region list until a row of the given region class shows, and clicks it (selects the region).
+#: Scrolls the region list until a row of the given region class shows (whose text lacks the label to skip, if
+#: one is given), and clicks it (selects the region).
 CLICK_ROW_JS = """
 const [kind, done] = [arguments[0], arguments[arguments.length - 1]];
 const holder = document.querySelector('.lsf-outliner .lsf-tree-list-holder');
-const find = () => document.querySelector(
-  '.lsf-outliner .lsf-tree__node_type_' + kind + ' .lsf-tree-node-content-wrapper');
+const skip = arguments.length > 2 ? arguments[1] : null;
+const find = () => [...document.querySelectorAll('.lsf-outliner .lsf-tree__node_type_' + kind)]
+  .filter(node => !skip || !node.textContent.includes(skip))
+  .map(node => node.querySelector('.lsf-tree-node-content-wrapper')).find(Boolean);
 (async () => {
   for (let top = 0; holder && !find() && top <= holder.scrollHeight; top += 100) {
     holder.scrollTop = top;
@@ -118,6 +121,18 @@ for (const input of document.querySelectorAll('.lsf-choices input[name]')) {
 return found;
 """
 
+#: The label buttons of the editor's Labels tags: ``{label: hotkey or null}``.
+READ_LABEL_HOTKEYS_JS = """
+const found = {};
+for (const label of document.querySelectorAll('.lsf-label')) {
+  const hotkey = label.querySelector('.lsf-label__hotkey');
+  const text = label.querySelector('.lsf-label__text') || label;
+  found[text.textContent.replace(hotkey ? hotkey.textContent : '', '').trim()] =
+    hotkey ? hotkey.textContent.trim() : null;
+}
+return found;
+"""
+
 READ_SELECTION_JS = """
 const details = document.querySelector('.lsf-detailed-region');
 if (!details || !document.querySelector('.lsf-outliner .lsf-tree-treenode-selected')) return null;
@@ -132,6 +147,15 @@ EDITOR_READY_JS = """
 const image = document.querySelector('img[alt="' + arguments[0] + '"]');
 return document.querySelectorAll('.lsf-outliner .lsf-tree__node').length > 0
   && !!image && image.complete && image.naturalWidth > 0;
+"""
+
+
+#: Where the editor shows the image: its rectangle in screenshot pixels (CSS pixels times the device pixel ratio).
+IMAGE_RECT_JS = """
+const image = document.querySelector('img[alt="' + arguments[0] + '"]');
+if (!image) return null;
+const box = image.getBoundingClientRect(), ratio = window.devicePixelRatio || 1;
+return [box.left * ratio, box.top * ratio, box.width * ratio, box.height * ratio];
 """
 
 
@@ -307,11 +331,13 @@ class Browser:
             raise BrowserError(f"reading the region list failed: {rows.get('error')}")
         return [OutlinerRow(**row) for row in rows]
 
-    def select_region(self, kind: str) -> SelectedRegion:
-        """Click the first region-list row of region class ``kind`` (e.g. ``polygonregion``) and read the details."""
+    def select_region(self, kind: str, skip_label: str | None = None) -> SelectedRegion:
+        """Click the first region-list row of region class ``kind`` (e.g. ``polygonregion``), leaving out rows that
+        show ``skip_label``, and read the details."""
         from selenium.webdriver.support.ui import WebDriverWait
 
-        clicked = self.driver.execute_async_script(CLICK_ROW_JS, kind)
+        args = (kind, skip_label) if skip_label else (kind,)
+        clicked = self.driver.execute_async_script(CLICK_ROW_JS, *args)
         if clicked is not True:
             raise BrowserError(f"no {kind} row to click in the region list ({clicked})")
         try:
@@ -343,8 +369,20 @@ class Browser:
         """The selected region's per-region choices: ``{class: {"hotkey": key or None, "checked": bool}}``."""
         return self.driver.execute_script(READ_CHOICES_JS) or {}
 
+    def label_hotkeys(self) -> dict[str, str | None]:
+        """The editor's label buttons (BrushLabels, PolygonLabels, ...): ``{label: hotkey or None}``."""
+        return self.driver.execute_script(READ_LABEL_HOTKEYS_JS) or {}
+
     def annotation_tabs(self) -> list[AnnotationTab]:
         return [AnnotationTab(**tab) for tab in self.driver.execute_script(READ_TABS_JS)]
+
+    def image_rect(self, image_name: str = "image") -> tuple[int, int, int, int]:
+        """``(left, top, width, height)`` of the task's image on the page, in screenshot pixels."""
+        rect = self.driver.execute_script(IMAGE_RECT_JS, image_name)
+        if not rect:
+            raise BrowserError(f"no image {image_name!r} in the editor")
+        left, top, width, height = (int(round(value)) for value in rect)
+        return left, top, width, height
 
     def screenshot(self, path: Path, settle_s: float = 1.0) -> Path:
         """Save a PNG of the page after ``settle_s`` (the canvas draws brush masks after the region list)."""

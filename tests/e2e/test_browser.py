@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.e2e.browser import AnnotationTab, Browser, BrowserError, OutlinerRow, SelectedRegion
 from tests.e2e.harness import (
@@ -39,6 +40,7 @@ from tests.e2e.harness import (
     StartError,
     Studio,
     TinyImage,
+    image_of_task,
     start_backend,
 )
 
@@ -52,6 +54,10 @@ UNCERTAINTY = "uncertainty"
 QUERY_TAGS = {"PolygonLabels": "polygonregion", "KeyPointLabels": "keypointregion"}
 #: The browser is killed if it lives longer than this (all modes together take about 20 s).
 BROWSER_LIFETIME_S = 300
+#: A pixel on screen shows the photo when no channel is further than this (of 255) from the uploaded image's.
+PHOTO_TOLERANCE = 40
+#: The share of the image's pixels that must show the photo in a query mode's default view.
+PHOTO_VISIBLE_SHARE = 0.9
 
 
 def screenshot_dir() -> Path:
@@ -78,9 +84,22 @@ class EditorView:
     selected_query: SelectedRegion | str | None
     screenshot: Path
     load_s: float
+    #: :func:`photo_visible_share` of the screenshot.
+    photo_visible: float
 
 
 @pytest.fixture(scope="module")
+def photo_visible_share(screenshot: Path, rect: tuple[int, int, int, int], uploaded: Path) -> float:
+    """The share of the image's pixels on screen (``rect``: left, top, width, height) within
+    :data:`PHOTO_TOLERANCE` of the uploaded image scaled to the same size: 1.0 = the photo as uploaded, lower =
+    covered (masks, overlay, query fills), 0 = off screen."""
+    left, top, width, height = rect
+    shown = Image.open(screenshot).convert("RGB").crop((left, top, left + width, top + height))
+    raw = Image.open(uploaded).convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    difference = np.abs(np.asarray(shown, dtype=np.int16) - np.asarray(raw, dtype=np.int16)).max(axis=2)
+    return float((difference <= PHOTO_TOLERANCE).mean())
+
+
 def browser_projects(studio: Studio, backends: BackendPool, tiny_images: list[TinyImage]) -> dict[str, BrowserProject]:
     """One project per label config with our (legacy-token) backend and stored predictions."""
     try:
@@ -123,6 +142,7 @@ def editor(
     browser_projects: dict[str, BrowserProject],
     browser: Browser,
     label_studio: LabelStudio,
+    tiny_images: list[TinyImage],
 ) -> EditorView:
     """The first task of the mode's project, open in the editor: its region list, tabs and a screenshot."""
     mode = request.param
@@ -140,6 +160,7 @@ def editor(
             except BrowserError as error:  # reported by the test of the selection; the other tests still run
                 selected_query = str(error)
         screenshot = browser.screenshot(screenshot_dir() / f"{mode}.png")
+        rect = browser.image_rect(image_name)
     except Exception as error:  # BrowserError, or Selenium's own errors
         if browser.killed_by_watchdog:
             pytest.fail(f"the browser ran longer than {BROWSER_LIFETIME_S} s and was killed")
@@ -152,22 +173,25 @@ def editor(
         docs = REPO_ROOT / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, docs / f"{mode}.png")
-    return EditorView(mode, shown, rows, tabs, selected_query, screenshot, load_s)
+    visible = photo_visible_share(screenshot, rect, image_of_task(shown.task, tiny_images).path)
+    return EditorView(mode, shown, rows, tabs, selected_query, screenshot, load_s, visible)
 
 
 def open_editor(
     browser: Browser, label_studio: LabelStudio, shown: BrowserProject, name: str
-) -> tuple[list[OutlinerRow], Path]:
-    """Open the project's first task in the editor; its region list and a screenshot ``<name>.png``."""
+) -> tuple[list[OutlinerRow], Path, tuple[int, int, int, int]]:
+    """Open the project's first task in the editor; its region list, a screenshot ``<name>.png`` and where the
+    image is in it."""
     (image_name,) = shown.tags.objects
     browser.open_task(label_studio.url, shown.project["id"], shown.task["id"], image_name)
     rows = browser.outliner()
     screenshot = browser.screenshot(screenshot_dir() / f"{name}.png")
+    rect = browser.image_rect(image_name)
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
         docs = REPO_ROOT / "docs" / "screenshots"
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, docs / screenshot.name)
-    return rows, screenshot
+    return rows, screenshot, rect
 
 
 #: The query modes, what their query regions are, and the classes an annotator ticks in the answer test.
@@ -204,8 +228,9 @@ def default_view(
     tiny_images: list[TinyImage],
     browser: Browser,
     label_studio: LabelStudio,
-) -> tuple[str, BrowserProject, list[OutlinerRow], Path]:
-    """A query-mode project served with the default layer settings, its first task open in the editor."""
+) -> tuple[str, BrowserProject, list[OutlinerRow], Path, float]:
+    """A query-mode project served with the default layer settings, its first task open in the editor; the last
+    item is :func:`photo_visible_share` of its screenshot."""
     mode = request.param
     path = REPO_ROOT / "label_configs" / f"{mode}.xml"
     project = studio.create_project(f"{mode} (defaults)", path.read_text())
@@ -214,12 +239,13 @@ def default_view(
     studio.retrieve_predictions(project["id"])
     task = min(studio.tasks(project["id"]), key=lambda task: task["id"])
     shown = BrowserProject(project, ConfigTags.parse(path.read_text()), task, task["predictions"][0])
-    rows, screenshot = open_editor(browser, label_studio, shown, f"{mode}-default")
-    return mode, shown, rows, screenshot
+    rows, screenshot, rect = open_editor(browser, label_studio, shown, f"{mode}-default")
+    visible = photo_visible_share(screenshot, rect, image_of_task(task, tiny_images).path)
+    return mode, shown, rows, screenshot, visible
 
 
 def test_by_default_a_query_mode_shows_the_photo_with_only_its_queries(default_view) -> None:
-    mode, shown, rows, screenshot = default_view
+    mode, shown, rows, screenshot, visible = default_view
     query_type = QUERY_MODES[mode][0]
     queries = [item for item in shown.prediction["result"] if item["type"] == query_type]
     assert queries and {item["type"] for item in shown.prediction["result"]} == {query_type, "choices"}
@@ -227,6 +253,7 @@ def test_by_default_a_query_mode_shows_the_photo_with_only_its_queries(default_v
     assert Counter(row.kind for row in rows) == expected, f"{mode}: {rows} (screenshot {screenshot})"
     assert all(row.label == "query" for row in rows), rows
     assert screenshot.stat().st_size > 10_000, screenshot
+    assert visible >= PHOTO_VISIBLE_SHARE, f"{mode}: {visible:.0%} of the image shows the photo ({screenshot})"
 
 
 def test_a_query_is_answered_from_the_keyboard_and_trains_as_its_classes(
@@ -238,9 +265,9 @@ def test_a_query_is_answered_from_the_keyboard_and_trains_as_its_classes(
     from selenium.webdriver.support.ui import WebDriverWait
 
     from ls_al_backend.labeling.annotations import keypoint_pixel, latest_annotation, polygon_mask
-    from ls_al_backend.modes import annotation_to_target, parse_label_config
+    from ls_al_backend.modes import annotation_to_target, handler_for, parse_label_config
 
-    mode, shown, _, _ = default_view
+    mode, shown, _, _, _ = default_view
     query_type, classes = QUERY_MODES[mode]
     (image_name,) = shown.tags.objects
     browser.open_task(label_studio.url, shown.project["id"], shown.task["id"], image_name)
@@ -259,7 +286,7 @@ def test_a_query_is_answered_from_the_keyboard_and_trains_as_its_classes(
         browser.press(hotkey)  # tick the class
         presses += 1
         wait(lambda name=name: browser.region_choices()[name]["checked"])
-    assert presses == 1 + len(classes)
+    assert presses == handler_for(mode).select_actions + len(classes), "the simulation's cost of this query"
     browser.press(Keys.CONTROL, Keys.ENTER)  # submit the task
 
     def submitted() -> dict | None:
@@ -366,3 +393,46 @@ def test_a_selected_query_region_shows_its_id_and_per_region_choices(editor: Edi
 
 def test_a_screenshot_is_saved(editor: EditorView) -> None:
     assert editor.screenshot.stat().st_size > 10_000, editor.screenshot
+
+
+def test_with_every_layer_drawn_the_photo_check_sees_the_masks_cover_it(editor: EditorView) -> None:
+    """The photo check can fail: the class masks and the overlay that ``CLASS_MASKS=on`` draws hide the photo."""
+    visible = editor.photo_visible
+    assert visible < PHOTO_VISIBLE_SHARE, f"{editor.mode}: {visible:.0%} shows the photo ({editor.screenshot})"
+
+
+def test_a_dense_mask_region_is_relabelled_with_a_click_and_a_hotkey(
+    browser_projects: dict[str, BrowserProject], browser: Browser, label_studio: LabelStudio, studio: Studio
+) -> None:
+    """Correcting a predicted class mask that holds the wrong class: one click on its row in the region list,
+    the right class's hotkey (2 actions), ``ctrl+enter``; the mask's pixels then train as the new class."""
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ls_al_backend.labeling.annotations import brush_mask, latest_annotation
+    from ls_al_backend.modes import annotation_to_target, parse_label_config
+
+    shown = browser_projects["dense_brush"]
+    (image_name,) = shown.tags.objects
+    browser.open_task(label_studio.url, shown.project["id"], shown.task["id"], image_name)
+    masks = {item["id"]: item for item in shown.prediction["result"] if item["from_name"] != UNCERTAINTY}
+    selected = browser.select_region("brushregion", skip_label=UNCERTAINTY)  # 1 click
+    (region_id,) = [mask_id for mask_id in masks if mask_id in selected.details]
+    (old,) = masks[region_id]["value"]["brushlabels"]
+    hotkeys = browser.label_hotkeys()
+    new = next(name for name in sorted(shown.tags.controls[masks[region_id]["from_name"]][2]) if name != old)
+    assert hotkeys.get(new), f"the {new} label shows no hotkey: {hotkeys}"
+    browser.press(hotkeys[new])  # relabel the selected region
+    browser.press(Keys.CONTROL, Keys.ENTER)  # submit the task
+
+    def submitted() -> dict | None:
+        task = next(task for task in studio.tasks(shown.project["id"]) if task["id"] == shown.task["id"])
+        return latest_annotation(task)
+
+    annotation = WebDriverWait(browser.driver, 20, poll_frequency=0.2).until(lambda _: submitted())
+    (corrected,) = [item for item in annotation["result"] if item["id"] == region_id]
+    assert corrected["value"]["brushlabels"] == [new], corrected["value"]
+    height, width = corrected["original_height"], corrected["original_width"]
+    config = parse_label_config(shown.project["label_config"])
+    target = annotation_to_target(annotation["result"], config, height, width)
+    assert np.all(target.labels[brush_mask(corrected, height, width)] == config.class_names.index(new))

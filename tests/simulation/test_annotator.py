@@ -9,6 +9,7 @@ import pytest
 from ls_al_backend.labeling.annotations import IGNORE
 from ls_al_backend.modes import ImageLabels
 from ls_al_backend.simulation import build_target
+from ls_al_backend.simulation.annotator import editor_actions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,3 +35,13 @@ def test_targets_per_mode_follow_the_annotator():
 
     dense, clicks = build_target(example, ImageLabels(dense=True), None, "dense_brush", 3, 0)
     assert (dense.labels == IGNORE).all() and clicks == 0, "regions under 20 pixels are not traced"
+
+
+def test_editor_actions_add_one_select_per_query_and_one_submit_per_image():
+    """The cost measured in Label Studio's editor (tests/e2e/test_browser.py): a one-class query is ``alt+.`` and a
+    hotkey, a multi-class query ``alt+.`` and one hotkey per class, each labelled image one ``ctrl+enter``; a
+    whole image has nothing to select, its outline vertices are its clicks."""
+    assert editor_actions("superpixel_dominant", clicks=10, queries=10, images=3) == 23
+    assert editor_actions("sparse_points", clicks=4, queries=4, images=1) == 9
+    assert editor_actions("superpixel_multiclass", clicks=7, queries=4, images=2) == 13, "k classes: 1 + k each"
+    assert editor_actions("dense_brush", clicks=250, queries=2, images=2) == 252

@@ -78,6 +78,9 @@ def test_rounds_train_by_the_servers_rule_and_record_steps(data, finished):
         assert row["train_steps"] == row["labelled_images"] // 2 + row["labelled_images"] % 2, "1 epoch, batches of 2"
         assert row["train_seconds"] > 0 and row["precision"] in {"fp32", "bf16"}
         assert 0 < row["click_share_of_full"] < 1
+    queries = [sum(row["units_selected"] for row in rows[: i + 1]) for i in range(len(rows))]
+    for row, asked in zip(rows, queries, strict=True):  # 1 click per region, alt+. per region, a submit per image
+        assert row["annotator_actions_cumulative"] == row["clicks_cumulative"] + asked + row["labelled_images"]
 
 
 def test_random_whole_images_are_taken_in_order_and_the_unspent_budget_carries_over(data, tmp_path):

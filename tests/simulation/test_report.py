@@ -27,6 +27,8 @@ def write_runs(tmp_path, runs, reference_miou=0.6, rounds=3) -> list[Path]:
                 "labelled_pixel_share": 1e-4 * (i + 1),
                 "click_share_of_full": 0.01 * (i + 1),
                 "miou": 0.2 + i / 9,
+                "units_selected": 10,
+                "labelled_images": 2 * (i + 1),
                 "train_steps": 5,
                 "train_seconds": 1.0,
             }
@@ -36,7 +38,7 @@ def write_runs(tmp_path, runs, reference_miou=0.6, rounds=3) -> list[Path]:
         folder = tmp_path / strategy / f"seed_{seed}"
         folder.mkdir(parents=True)
         payload = {"kind": "active_learning", "strategy": strategy, "seed": seed, "rows": rows}
-        config = {"acquisition": {"heuristic": heuristic}, "rounds": rounds}
+        config = {"acquisition": {"heuristic": heuristic}, "rounds": rounds, "query_mode": "superpixel_dominant"}
         (folder / "results.json").write_text(json.dumps(payload | {"config": config}))
         files.append(folder)
     reference = tmp_path / "reference" / "seed_0"
@@ -97,6 +99,27 @@ def test_the_goal_is_judged_at_the_last_round_within_five_percent_of_full_clicks
     assert goal["gaps_to_random"]["rand"]["gap"] == pytest.approx(0.0), "same round, same mIoU"
 
 
+def test_strategies_are_compared_at_equal_editor_actions_without_extrapolating(tmp_path):
+    """Runs recorded before actions existed get them from clicks, queries and labelled images (one-class
+    superpixels: a click and a select per query, a submit per image); mIoU is interpolated between rounds."""
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12), ("rand", "random", 0, 0)])
+    bald = summarise(files)["strategies"]["bald"]
+    assert bald["actions_per_round"] == [22, 44, 66], "10 clicks + 10 selects + 2 submits per round"
+    assert list(bald["miou_at_actions"]) == [], "no multiple of 1000 actions inside 22...66"
+
+    payload = json.loads((files[0] / "results.json").read_text())
+    for row in payload["rows"]:
+        row["annotator_actions_cumulative"] = (500, 1500, 3000)[row["round"]]  # recorded by the run: kept
+    (files[0] / "results.json").write_text(json.dumps(payload))
+    bald = summarise(files[:1])["strategies"]["bald"]
+    assert bald["actions_per_round"] == [500, 1500, 3000]
+    assert bald["miou_at_actions"] == {"1000": [pytest.approx(0.2556), None], "2000": [pytest.approx(0.3815), None],
+                                       "3000": [pytest.approx(0.5222), None]}  # fmt: skip
+    table = summary_table(files[:1])
+    assert "| strategy | actions per round | 1000 | 2000 | 3000 |" in table
+    assert "| bald | 500 → 1500 → 3000 | 25.6 | 38.1 | 52.2 |" in table
+
+
 def test_an_unfinished_run_is_listed_not_counted(tmp_path):
     files = write_runs(tmp_path, [("bald", "bald", 0, 0.1)], rounds=5)
     summary = summarise(files)
@@ -111,7 +134,8 @@ def test_the_cli_writes_the_summary_files(tmp_path):
     out = tmp_path / "summary"
     assert main(["simulate", "--pool", "p", "--eval", "e", "--out", str(out), "--plot", *map(str, files)]) == 0
     assert sorted(path.name for path in out.iterdir()) == [
-        "learning_curves.png", "learning_curves_pixels.png", "summary.json", "summary.md",
+        "learning_curves.png", "learning_curves_actions.png", "learning_curves_pixels.png", "summary.json",
+        "summary.md",
     ]  # fmt: skip
     assert json.loads((out / "summary.json").read_text()) == summarise(files)
 
