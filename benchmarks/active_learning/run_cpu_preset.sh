@@ -26,15 +26,18 @@ CODE="${CODE:-.}"
 export PYTHONPATH="$(cd "$CODE" && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT"
 
-# name | query mode | acquisition (JSON). Random baselines carry "random" in their names.
+# name | query mode | acquisition (JSON) | more simulate options. Random baselines carry "random" in their names.
+# image_random_long goes on for 10 rounds: whole images cost few editor actions per click, so only a longer run
+# spans the editor actions the region strategies spend in 5 rounds (the summary compares at equal actions).
 STRATEGIES=(
-  "image_random|dense_brush|{\"heuristic\": \"random\"}"
-  "sp_random|superpixel_dominant|{\"heuristic\": \"random\"}"
-  "sp_entropy_classbal|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}"
-  "sp_balent|superpixel_dominant|{\"heuristic\": \"balanced_entropy\"}"
-  "mc_entropy_pixbal|superpixel_multiclass|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"pixbal\"}"
-  "mc_random|superpixel_multiclass|{\"heuristic\": \"random\"}"
-  "px_balent_pixelpick|sparse_points|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}"
+  "image_random|dense_brush|{\"heuristic\": \"random\"}|"
+  "image_random_long|dense_brush|{\"heuristic\": \"random\"}|--rounds 10"
+  "sp_random|superpixel_dominant|{\"heuristic\": \"random\"}|"
+  "sp_entropy_classbal|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}|"
+  "sp_balent|superpixel_dominant|{\"heuristic\": \"balanced_entropy\"}|"
+  "mc_entropy_pixbal|superpixel_multiclass|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"pixbal\"}|"
+  "mc_random|superpixel_multiclass|{\"heuristic\": \"random\"}|"
+  "px_balent_pixelpick|sparse_points|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}|"
 )
 
 finished() {  # $1: run folder; true when every configured round (or the reference) is in its results
@@ -56,9 +59,9 @@ commit_run() {  # $1: message, then the paths; retried while another git command
   echo "could not commit $*" >&2
 }
 
-run_one() {  # "<name>|<mode>|<acquisition>|<seed>" or "reference|<seed>"
-  local name mode acquisition seed dir
-  IFS='|' read -r name mode acquisition seed <<< "$1"
+run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<seed>"
+  local name mode acquisition options seed dir
+  IFS='|' read -r name mode acquisition options seed <<< "$1"
   if [ "$name" = reference ]; then seed="$mode"; fi
   dir="$OUT/$name/seed_$seed"
   if finished "$dir"; then echo "$name seed $seed: already finished"; return 0; fi
@@ -71,7 +74,8 @@ run_one() {  # "<name>|<mode>|<acquisition>|<seed>" or "reference|<seed>"
   if [ "$name" = reference ]; then
     common+=(--reference-only)
   else
-    common+=(--name "$name" --mode "$mode" --acquisition "$acquisition")
+    # shellcheck disable=SC2206  # the options are words
+    common+=(--name "$name" --mode "$mode" --acquisition "$acquisition" $options)
   fi
   if ! OMP_NUM_THREADS=1 "$LS_AL" "${common[@]}" > "$dir/run.log" 2>&1 || ! finished "$dir"; then
     echo "$name seed $seed FAILED after $((SECONDS - started)) s (see $dir/run.log)" >&2

@@ -383,7 +383,8 @@ class Pipeline:
             {
                 "ordering": [f"-tasks:data.{field}"],
                 "filters": {"conjunction": "and", "items": [unlabelled, scored_by_version]},
-                "columnsDisplayType": {f"data.{field}": "Number"},
+                # keyed like the ordering: Label Studio orders numerically only then (data_manager/managers.py)
+                "columnsDisplayType": {f"tasks:data.{field}": "Number"},
                 "hiddenColumns": {"explore": QUEUE_HIDDEN_COLUMNS, "labeling": QUEUE_HIDDEN_COLUMNS},
             },
         )

@@ -317,9 +317,9 @@ def plot_learning_curves(
     paths: Iterable[str | Path], out_png: str | Path, title: str | None = None, x_axis: str = "clicks"
 ) -> Path:
     """PNG of mIoU vs cumulative clicks (``x_axis="clicks"``), editor actions (``"actions"``) or the labelled
-    pixel share (``"pixels"``): one
-    line per strategy (mean over seeds, a band of one std), strategies whose heuristic is ``random`` drawn grey
-    (dotted, dash-dotted, ...) as baselines, the reference as a dashed horizontal line."""
+    pixel share (``"pixels"``): one line per strategy (mean over seeds, a band of one std), strategies whose
+    heuristic is ``random`` drawn grey (dotted, dash-dotted, ...) as baselines, the reference as a dashed
+    horizontal line. Strategies whose runs lack the axis (editor actions of an unknown mode) are left out."""
     import matplotlib
 
     matplotlib.use("Agg")

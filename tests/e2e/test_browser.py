@@ -12,14 +12,14 @@ region is checked. One more project, served by a backend with the default settin
 query mode sees: the photo with the query regions over it, no class mask and no overlay.
 
 One screenshot per mode goes to ``$E2E_ARTIFACTS`` (default ``artifacts/screenshots/``), and ``<mode>-default.png``
-for the default view; with ``UPDATE_DOCS_SCREENSHOTS=1`` they are also copied to ``docs/screenshots/``.
+for the default view; a pixel check of each (:func:`photo_visible_share`) tells whether the photo shows through.
+The README's screenshots, after a real training round, come from ``tests/e2e/screenshots.py``.
 Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package (see ``tests/e2e/browser.py``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -169,10 +169,6 @@ def editor(
         except Exception as screenshot_error:  # the browser may be gone
             path = f"none: {screenshot_error}"
         pytest.fail(f"{mode}: {type(error).__name__}: {error} (screenshot {path}; log {browser.log_path})")
-    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
-        docs = REPO_ROOT / "docs" / "screenshots"
-        docs.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(screenshot, docs / f"{mode}.png")
     visible = photo_visible_share(screenshot, rect, image_of_task(shown.task, tiny_images).path)
     return EditorView(mode, shown, rows, tabs, selected_query, screenshot, load_s, visible)
 
@@ -187,10 +183,6 @@ def open_editor(
     rows = browser.outliner()
     screenshot = browser.screenshot(screenshot_dir() / f"{name}.png")
     rect = browser.image_rect(image_name)
-    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
-        docs = REPO_ROOT / "docs" / "screenshots"
-        docs.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(screenshot, docs / screenshot.name)
     return rows, screenshot, rect
 
 

@@ -128,6 +128,13 @@ def test_a_training_round_scores_the_unlabelled_tasks(
     assert {task["id"] for task in queued} == {task["id"] for task in unlabelled}
     scores = [task["data"][SCORE_FIELD] for task in queued]
     assert scores == sorted(scores, reverse=True), "most informative first"
+    # numeric order, not text order: as text "9e-05" sorts above "0.5"
+    low, high = (next(task for task in queued if task["id"] == listed["id"]) for listed in unlabelled[:2])
+    for task, score in ((low, 9e-05), (high, 0.5)):
+        studio.request("PATCH", f"/api/tasks/{task['id']}/", json={"data": {**task["data"], SCORE_FIELD: score}})
+    queued = studio.get("/api/tasks/", params={"project": project_id, "view": view_id, "page_size": 100})["tasks"]
+    ids = [task["id"] for task in queued]
+    assert ids.index(high["id"]) < ids.index(low["id"]), [task["data"][SCORE_FIELD] for task in queued]
     studio.request(
         "PATCH",
         f"/api/tasks/{unlabelled[0]['id']}/",

@@ -39,7 +39,7 @@ def test_a_round_trains_a_new_version_and_writes_the_pool_order_back(tmp_path, s
     (view,) = studio.views
     assert view["data"]["title"] == "Active learning queue"
     assert view["data"]["ordering"] == ["-tasks:data.al_score"]
-    assert view["data"]["columnsDisplayType"] == {"data.al_score": "Number"}
+    assert view["data"]["columnsDisplayType"] == {"tasks:data.al_score": "Number"}, "numeric ordering"
     hidden = view["data"]["hiddenColumns"]["explore"]
     assert "tasks:id" not in hidden and "tasks:data.al_score" not in hidden and "tasks:total_annotations" not in hidden
     assert "tasks:annotations_results" in hidden and hidden == view["data"]["hiddenColumns"]["labeling"]
