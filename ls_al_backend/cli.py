@@ -122,8 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--samples", help="MC-dropout sample counts T, comma-separated (default 1,5,10,20,50)")
     bench_parser.add_argument(
         "--only",
-        help="comma-separated subset of mc,predict,scoring,training,precision,predict_memory,prediction_bytes "
-        "(default all)",
+        help="comma-separated subset of mc,predict,scoring,training,precision,predict_memory,prediction_bytes,scale "
+        "(default all but scale, which loads the Label Studio of LABEL_STUDIO_URL with --scale-tasks tasks)",
+    )
+    bench_parser.add_argument("--scale-tasks", type=int, help="tasks of the scale project (default 10000)")
+    bench_parser.add_argument(
+        "--scale-workers", help="workers of each scale round, comma-separated, one round each (default 1,2,2)"
+    )
+    bench_parser.add_argument(
+        "--label-studio-db", type=Path, help="Label Studio's SQLite file, whose growth scale reports"
     )
     bench_parser.add_argument("--mc-images", type=int, help="images for the MC-dropout cost (default 10)")
     bench_parser.add_argument("--train-images", type=int, help="images for training speed (default 16)")
@@ -268,6 +275,9 @@ def bench(args: argparse.Namespace, settings: Settings, argv: list[str]) -> None
         "train_epochs": args.train_epochs,
         "size_train_epochs": args.size_train_epochs,
         "workers": counts(args.workers, "--workers"),
+        "scale_tasks": args.scale_tasks,
+        "scale_workers": counts(args.scale_workers, "--scale-workers"),
+        "label_studio_db": args.label_studio_db,
     }
     options = dataclasses.replace(options, **{key: value for key, value in given.items() if value is not None})
     try:

@@ -112,3 +112,54 @@ def test_scoring_is_skipped_with_the_reason_when_redis_does_not_answer(tmp_path)
 def test_percentiles_match_numpy(values) -> None:
     for q in (0, 50, 95, 100):
         assert percentile(values, q) == pytest.approx(np.percentile(values, q))
+
+
+def test_scale_links_distinct_names_to_the_images_in_turn(tmp_path) -> None:
+    from ls_al_backend.bench.scale import link_images
+
+    sources = [tmp_path / "a.png", tmp_path / "b.jpg"]
+    for source in sources:
+        source.write_bytes(source.name.encode())
+    linked = link_images(sources, 5, tmp_path / "tasks")
+    assert [path.name for path in linked] == [f"task_{i:06d}{sources[i % 2].suffix}" for i in range(5)]
+    assert [path.read_bytes() for path in linked] == [b"a.png", b"b.jpg", b"a.png", b"b.jpg", b"a.png"]
+
+
+def test_scale_reports_the_database_with_its_write_ahead_log(tmp_path) -> None:
+    from ls_al_backend.bench.scale import database_bytes
+
+    database = tmp_path / "label_studio.sqlite3"
+    assert database_bytes(database) is None and database_bytes(None) is None
+    database.write_bytes(b"x" * 100)
+    assert database_bytes(database) == 100
+    (tmp_path / "label_studio.sqlite3-wal").write_bytes(b"x" * 20)
+    assert database_bytes(database) == 120
+
+
+def test_the_scale_summary_states_a_10k_project_scaled_from_the_measured_one() -> None:
+    from ls_al_backend.bench.scale import scale_summary
+
+    mib = 2**20
+    rounds = [
+        {"workers": 1, "images_per_s": 2.0, "ls_db_bytes": 12 * mib},
+        {"workers": 2, "images_per_s": 3.5, "ls_db_bytes": 14 * mib},
+        {"workers": 2, "images_per_s": 3.7, "ls_db_bytes": 15 * mib},
+    ]
+    result = {
+        "tasks": 1000, "rounds": rounds, "ls_db_bytes_after_import": 10 * mib, "label_config": "superpixel_dominant",
+        "stored_predictions": {"mean_bytes": 9000},
+    }  # fmt: skip
+    summary = scale_summary(result, cores=2)
+    assert summary == {
+        "tasks": 10_000, "measured_tasks": 1000, "cores": 2, "images_per_s_1_worker": 2.0,
+        "images_per_s_2_workers": 3.6, "round_minutes_10k": round(10_000 / 3.7 / 60, 1),
+        "ls_db_growth_mb_3_rounds": 50.0, "rounds_measured": 3, "bytes_per_prediction": {"superpixel_dominant": 9000},
+    }  # fmt: skip
+
+
+def test_scale_is_skipped_with_the_reason_without_a_label_studio() -> None:
+    from ls_al_backend.bench.scale import measure_scale
+
+    result = measure_scale(Settings.from_env({}), "<View/>", "none", [], 10, (1,), REDIS_URL)
+
+    assert "LABEL_STUDIO_URL" in result["skipped"]

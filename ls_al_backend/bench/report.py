@@ -17,6 +17,7 @@ TITLES = {
     "precision": "Precision and memory layout",
     "predict_memory": "Memory of one prediction",
     "prediction_bytes": "Bytes per prediction",
+    "scale": "Scale: a large project in a real Label Studio",
 }
 
 
@@ -80,6 +81,7 @@ def render_run(report: dict[str, Any], file_name: str) -> str:
         "precision": _precision,
         "predict_memory": _predict_memory,
         "prediction_bytes": _prediction_bytes,
+        "scale": _scale,
     }
     for name, result in results.items():
         title = TITLES.get(name, name)
@@ -216,6 +218,31 @@ def _prediction_bytes(result: dict[str, Any]) -> str:
         ]
         for row in result["rows"]
     ]
+    return intro + "\n" + _table(header, rows)
+
+
+def _megabytes(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
+
+
+def _scale(result: dict[str, Any]) -> str:
+    stored = result["stored_predictions"]
+    intro = (
+        f"**Scale**: a project of {result['tasks']:,} tasks (`{result['label_config']}`, {result['distinct_images']} "
+        f"distinct images under distinct names) in the Label Studio at `{result['label_studio_url']}`, imported in "
+        f"{result['import_s']} s; {result['what']}; `score_job` chunks of {result['chunk_size']} tasks, "
+        f"KEEP_PREDICTION_VERSIONS={result['keep_prediction_versions']}. Label Studio's database: "
+        f"{_megabytes(result['ls_db_bytes_before'])} MB before, {_megabytes(result['ls_db_bytes_after_import'])} MB "
+        f"after the import. Stored predictions ({stored['sampled_tasks']} tasks read back): mean "
+        f"{stored['mean_bytes']} bytes, largest {stored['max_bytes']}, at most {stored['most_versions_per_task']} "
+        f"version(s) per task. Label Studio's peak RSS: {result['label_studio_peak_rss_mib'] or '-'} MiB.\n"
+    )
+    header = ["round", "version", "workers", "threads each", "images", "failed", "seconds", "images/s", "LS db (MB)"]
+    rows = [
+        [r["round"], r["model_version"], r["workers"], r["threads_per_worker"], r["images"], r["failed"],
+         r["seconds"], f"{r['images_per_s']:.2f}", _megabytes(r["ls_db_bytes"])]
+        for r in result["rounds"]
+    ]  # fmt: skip
     return intro + "\n" + _table(header, rows)
 
 

@@ -8,6 +8,7 @@ every result, with the load average when the measurement started.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import resource
@@ -28,7 +29,9 @@ from PIL import Image
 from ls_al_backend.bench.report import write_report
 from ls_al_backend.config import Settings
 
-MEASUREMENTS = ("mc", "predict", "scoring", "training", "precision", "predict_memory", "prediction_bytes")
+MEASUREMENTS = ("mc", "predict", "scoring", "training", "precision", "predict_memory", "prediction_bytes", "scale")
+#: What a run measures unless ``--only`` says otherwise: all but ``scale``, which needs a Label Studio to load.
+DEFAULT_MEASUREMENTS = MEASUREMENTS[:-1]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: Label configs (files in ``--label-configs``): MC dropout and training use the dense one (CamVid masks are dense
@@ -90,7 +93,7 @@ class BenchOptions:
     out: Path
     images: int = 50
     samples: tuple[int, ...] = (1, 5, 10, 20, 50)
-    only: tuple[str, ...] = MEASUREMENTS
+    only: tuple[str, ...] = DEFAULT_MEASUREMENTS
     mc_images: int = 10
     train_images: int = 16
     train_epochs: int = 2
@@ -107,6 +110,12 @@ class BenchOptions:
     """Of those, the sides measured again without ``ANALYSIS_MAX_SIDE``, for comparison."""
     size_train_epochs: int = 20
     """Epochs of the model whose predictions ``prediction_bytes`` measures (on ``train_images`` images)."""
+    scale_tasks: int = 10_000
+    """Tasks of the project that ``scale`` creates in Label Studio."""
+    scale_workers: tuple[int, ...] = (1, 2, 2)
+    """Workers of each ``scale`` round (one round per entry)."""
+    label_studio_db: Path | None = None
+    """Label Studio's SQLite database file, whose growth ``scale`` reports (None: not measured)."""
     redis_url: str = DEFAULT_REDIS_URL
     label_configs: Path = Path("label_configs")
     quick: bool = False
@@ -116,8 +125,9 @@ class BenchOptions:
         unknown = [name for name in self.only if name not in MEASUREMENTS]
         if unknown or not self.only:
             raise ValueError(f"--only: unknown measurement(s) {unknown}; choose from {', '.join(MEASUREMENTS)}")
-        counts = (self.images, self.mc_images, self.train_images, self.train_epochs, *self.samples, *self.workers)
-        if min(counts) < 1 or not self.samples or not self.workers:
+        counts = (self.images, self.mc_images, self.train_images, self.train_epochs, self.scale_tasks)
+        counts += (*self.samples, *self.workers, *self.scale_workers)
+        if min(counts) < 1 or not self.samples or not self.workers or not self.scale_workers:
             raise ValueError("--images, --samples, --workers and the image and epoch counts must be >= 1")
         if not (self.data / "images").is_dir():
             raise ValueError(f"--data {self.data}: expected a dataset split folder with images/ (and masks/)")
@@ -225,7 +235,7 @@ def run_benchmarks(
     options.validate()
     # Imported here, not at the top: the predict and scoring child processes import this package and should not
     # load torch (model_speed does).
-    from ls_al_backend.bench import model_speed, prediction_size, service_speed
+    from ls_al_backend.bench import model_speed, prediction_size, scale, service_speed
 
     configs = {path.stem: path.read_text() for path in sorted(options.label_configs.glob("*.xml"))}
     started_at = datetime.now(UTC)
@@ -237,6 +247,7 @@ def run_benchmarks(
         warmup, *images = pick_images(options.data / "images", needed, options.image_side, Path(work_dir) / "images")
         # every layer drawn, the untrained v0's too: the benchmark measures the heaviest prediction
         local_roots = (str(warmup.parent.resolve()),)
+        product_settings = settings  # the layers as configured: what a project's Label Studio really stores
         settings = dataclasses.replace(
             settings, local_image_roots=local_roots, class_masks="on", uncertainty_overlay="on"
         )
@@ -303,6 +314,20 @@ def run_benchmarks(
                 },
                 False,
             ),
+            "scale": (
+                scale.measure_scale,
+                {
+                    "settings": product_settings,
+                    "label_config": configs[SCORING_CONFIG],
+                    "label_config_name": SCORING_CONFIG,
+                    "images": images[: options.images],
+                    "tasks": options.scale_tasks,
+                    "worker_counts": options.scale_workers,
+                    "redis_url": options.redis_url,
+                    "database": options.label_studio_db,
+                },
+                True,
+            ),
             "precision": (
                 model_speed.measure_precision,
                 {"split": options.data, "size": options.precision_size, "steps": options.precision_steps},
@@ -315,7 +340,7 @@ def run_benchmarks(
             load_average = [round(value, 2) for value in os.getloadavg()]
             started = time.monotonic()
             try:
-                result = run_in_child(function, {"settings": settings, **kwargs}, of_children)
+                result = run_in_child(function, {"settings": settings} | kwargs, of_children)
             except Exception as error:  # recorded; the other measurements still run
                 trace = "".join(traceback.format_exception(error))  # the child's traceback is in its cause
                 result = {"error": f"{type(error).__name__}: {error}", "traceback": trace}
@@ -337,7 +362,12 @@ def run_benchmarks(
         "settings": {name.upper(): getattr(settings, name) for name in RECORDED_SETTINGS},
         "results": results,
     }
-    return report, write_report(options.out, report)
+    path = write_report(options.out, report)
+    measured = results.get("scale", {})
+    if "rounds" in measured:
+        summary = scale.scale_summary(measured, machine["usable_cores"]) | {"results": path.name}
+        (options.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return report, path
 
 
 def _environment_names() -> list[str]:

@@ -175,11 +175,14 @@ def measure_predict_latency(
 
 
 @contextlib.contextmanager
-def running_workers(settings: Settings, count: int, log_path: Path) -> Iterator[Queue]:
-    """``count`` ``ls-al-backend worker`` processes on ``settings.queue_name``; yields the queue once all listen."""
+def running_workers(
+    settings: Settings, count: int, log_path: Path, extra_environment: dict[str, str] | None = None
+) -> Iterator[Queue]:
+    """``count`` ``ls-al-backend worker`` processes on ``settings.queue_name`` (their environment: ``settings``,
+    then ``extra_environment``); yields the queue once all listen."""
     connection = Redis.from_url(settings.redis_url)
     queue = Queue(settings.queue_name, connection=connection)
-    environment = {**os.environ, **settings_environment(settings), "LOG_LEVEL": "WARNING"}
+    environment = {**os.environ, **settings_environment(settings), "LOG_LEVEL": "WARNING", **(extra_environment or {})}
     workers = []
     try:
         with log_path.open("ab") as log:
