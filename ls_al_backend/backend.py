@@ -127,12 +127,16 @@ class Backend:
         config: LabelConfig,
         project_id: str | None,
         acquisition: AcquisitionConfig | None = None,
+        seconds: dict[str, float] | None = None,
     ) -> list[TaskPrediction]:
         """One prediction per task, same order. A task that fails gets an empty result; the others go on.
 
         Tasks go ``INFERENCE_BATCH_SIZE`` at a time: their images are read, run through the network together
-        (:func:`mc_dropout_batch`), then scored and rendered one by one.
+        (:func:`mc_dropout_batch`), then scored and rendered one by one. ``seconds``, if given, accumulates the
+        wall time of each stage: ``read`` (images), ``network`` (MC dropout), ``render`` (acquisition, regions,
+        results).
         """
+        seconds = {} if seconds is None else seconds
         acquisition = acquisition or self.acquisition_config(config)
         net, version = self.cache.get(project_id or "_adhoc", config.class_names)
         statistics = self.cache.metadata(project_id or "_adhoc").get("pool_statistics")
@@ -146,7 +150,9 @@ class Backend:
             batch = tasks[start : start + batch_size]
             images = [self._task_image(task, config) for task in batch]  # None where it cannot be read
             readable = [(task, image) for task, image in zip(batch, images, strict=True) if image is not None]
+            read = time.perf_counter()
             summaries = self._summaries(net, readable)
+            inferred = time.perf_counter()
             rendered = {}
             for (task, (image, analysed)), summary in zip(readable, summaries, strict=True):
                 if summary is None:
@@ -158,7 +164,10 @@ class Backend:
                 except Exception:
                     log.exception("task %s: prediction failed", task.get("id"))
             predictions += [rendered.get(id(task), failed) for task in batch]
-            log.info("%d task(s) predicted in %.2f s", len(batch), time.perf_counter() - started)
+            done = time.perf_counter()
+            for stage, elapsed in (("read", read - started), ("network", inferred - read), ("render", done - inferred)):
+                seconds[stage] = seconds.get(stage, 0.0) + elapsed
+            log.info("%d task(s) predicted in %.2f s", len(batch), done - started)
         return predictions
 
     def _task_image(self, task: dict[str, Any], config: LabelConfig) -> tuple[np.ndarray, np.ndarray] | None:

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -161,14 +161,8 @@ class StudioClient:
         (PATCH replaces the whole ``data`` dict, so send it all)."""
         self.call("PATCH", f"/api/tasks/{task['id']}/", json={"data": {**task["data"], **fields}})
 
-    def upsert_prediction(
-        self, task_id: int, result: list, score: float, model_version: str, keep_versions: int | None = None
-    ) -> int:
-        """Store one prediction per (task, model version): update it if it exists, else create it.
-
-        With ``keep_versions``, the task's predictions from versions named ``v<N>`` (this backend's) other than the
-        ``keep_versions`` newest, ``model_version`` always among them, are deleted; returns how many were.
-        """
+    def upsert_prediction(self, task_id: int, result: list, score: float, model_version: str) -> None:
+        """Store one prediction per (task, model version): update it if it exists, else create it."""
         existing = self.call("GET", "/api/predictions/", params={"task": task_id})
         items = existing.get("results", existing) if isinstance(existing, dict) else existing or []
         body = {"task": task_id, "result": result, "score": float(score), "model_version": model_version}
@@ -177,12 +171,6 @@ class StudioClient:
             self.call("PATCH", f"/api/predictions/{same_version[0]['id']}/", json=body)
         else:
             self.call("POST", "/api/predictions/", json=body)
-        if keep_versions is None:
-            return 0
-        stale = stale_predictions(items, model_version, keep_versions)
-        for item in stale:
-            self.delete_prediction(item["id"])
-        return len(stale)
 
     def import_predictions(self, project_id: str, predictions: list[dict[str, Any]]) -> int:
         """Create predictions (``{"task", "result", "score", "model_version"}`` each) in one request, Label Studio's
@@ -192,6 +180,17 @@ class StudioClient:
 
     def delete_prediction(self, prediction_id: int) -> None:
         self.call("DELETE", f"/api/predictions/{prediction_id}/")
+
+    def model_versions(self, project_id: str) -> dict[str, int]:
+        """The model versions of the project's stored predictions and how many predictions each has."""
+        return dict(self.call("GET", f"/api/projects/{project_id}/model-versions/") or {})
+
+    def delete_model_version(self, project_id: str, model_version: str) -> int:
+        """Delete every prediction of ``model_version`` in the project in one request; returns how many."""
+        answer = self.call(
+            "DELETE", f"/api/projects/{project_id}/model-versions/", json={"model_version": model_version}
+        )
+        return int(answer.get("deleted_predictions", 0)) if isinstance(answer, dict) else 0
 
     def set_project_model_version(self, project_id: str, model_version: str) -> bool:
         """Make ``model_version`` the project's current version; False when Label Studio refuses it.
@@ -250,13 +249,13 @@ def with_retries(
     raise AssertionError("unreachable")
 
 
-def stale_predictions(items: list[dict[str, Any]], model_version: str, keep_versions: int) -> list[dict[str, Any]]:
-    """Of one task's predictions ``items``, those of this backend's versions (``v<N>``) beyond the ``keep_versions``
-    newest, ``model_version`` always kept; other models' predictions are never stale."""
-    numbers = {number for item in items if (number := version_number(item.get("model_version"))) is not None}
+def stale_versions(versions: Iterable[str], model_version: str, keep_versions: int) -> list[str]:
+    """Of the model versions ``versions``, this backend's (``v<N>``) beyond the ``keep_versions`` newest, oldest
+    first; ``model_version`` is always kept and other models' versions are never stale."""
+    numbers = {number for name in versions if (number := version_number(name)) is not None}
     current = version_number(model_version)
     kept = set(sorted(numbers | {current} - {None})[-keep_versions:]) | {current}
-    return [item for item in items if version_number(item.get("model_version")) not in kept | {None}]
+    return [f"v{number}" for number in sorted(numbers - kept)]
 
 
 def version_number(model_version: object) -> int | None:

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import threading
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -70,7 +71,7 @@ class FakeStudio:
 
             def _handle(self, method: str) -> None:
                 studio.requests.append((method, self.path, self.headers.get("Authorization", "")))
-                body = self._body() if method in ("POST", "PATCH") else None
+                body = self._body() if method in ("POST", "PATCH", "DELETE") else None
                 if method == "POST" and self.path == "/api/token/refresh/":
                     if body.get("refresh") != PERSONAL_ACCESS_TOKEN:
                         return self._send(401, {"detail": "invalid token"})
@@ -170,6 +171,12 @@ class FakeStudio:
                 return 404, {"detail": "Not found."}
             self.predictions = [p for p in self.predictions if p["id"] != number]
             return 204, b""
+        if route == ("GET", "/api/projects/<id>/model-versions/"):  # one project: every prediction is its own
+            return 200, dict(Counter(p["model_version"] for p in self.predictions))
+        if route == ("DELETE", "/api/projects/<id>/model-versions/"):
+            before = len(self.predictions)
+            self.predictions = [p for p in self.predictions if p["model_version"] != body["model_version"]]
+            return 200, {"deleted_predictions": before - len(self.predictions)}
         if route == ("PATCH", "/api/projects/<id>/"):
             version = body.get("model_version")
             if version and not any(p["model_version"] == version for p in self.predictions):

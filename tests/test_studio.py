@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ls_al_backend.studio import StudioClient, StudioError, is_jwt, stale_predictions
+from ls_al_backend.studio import StudioClient, StudioError, is_jwt, stale_versions
 from tests.fake_studio import LEGACY_TOKEN, PERSONAL_ACCESS_TOKEN, FakeStudio
 
 FILE = "/data/upload/1/a.png"
@@ -57,12 +57,11 @@ def test_unreachable_studio_is_a_studio_error() -> None:
         StudioClient("", LEGACY_TOKEN)
 
 
-def test_stale_predictions_are_this_backends_versions_beyond_the_newest_kept() -> None:
-    items = [{"id": i, "model_version": version} for i, version in enumerate(["v1", "v2", "v3", "other", "v10"])]
-    assert [item["id"] for item in stale_predictions(items, "v10", keep_versions=2)] == [0, 1]
-    kept_anyway = [item["id"] for item in stale_predictions(items, "v3", keep_versions=1)]
-    assert kept_anyway == [0, 1], "the newest (v10) and the one being written (v3) are both kept"
-    assert stale_predictions(items[3:4], "v1", keep_versions=1) == [], "another model's prediction is never stale"
+def test_stale_versions_are_this_backends_versions_beyond_the_newest_kept() -> None:
+    versions = ["v1", "v2", "v3", "other", "v10"]
+    assert stale_versions(versions, "v10", keep_versions=2) == ["v1", "v2"]
+    assert stale_versions(versions, "v3", keep_versions=1) == ["v1", "v2"], "the newest and the one published kept"
+    assert stale_versions(["other"], "v1", keep_versions=1) == [], "another model's version is never stale"
 
 
 def test_predictions_are_imported_in_bulk_and_deleted_by_id() -> None:
@@ -74,3 +73,6 @@ def test_predictions_are_imported_in_bulk_and_deleted_by_id() -> None:
         assert len(studio.predictions) == 2
         with pytest.raises(StudioError, match="HTTP 404"):
             client.delete_prediction(12345)
+        client.import_predictions("5", [{"task": 2, "result": [], "score": 0.1, "model_version": "v2"}])
+        assert client.model_versions("5") == {"v1": 2, "v2": 1}
+        assert client.delete_model_version("5", "v1") == 2 and client.model_versions("5") == {"v2": 1}

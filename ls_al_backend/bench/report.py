@@ -237,10 +237,13 @@ def _scale(result: dict[str, Any]) -> str:
         f"{stored['mean_bytes']} bytes, largest {stored['max_bytes']}, at most {stored['most_versions_per_task']} "
         f"version(s) per task. Label Studio's peak RSS: {result['label_studio_peak_rss_mib'] or '-'} MiB.\n"
     )
-    header = ["round", "version", "workers", "threads each", "images", "failed", "seconds", "images/s", "LS db (MB)"]
+    header = ["round", "version", "workers", "threads each", "images", "failed", "seconds", "images/s", "LS db (MB)",
+              "worker seconds: read / network / render / write", "publish (s)", "versions deleted"]  # fmt: skip
     rows = [
         [r["round"], r["model_version"], r["workers"], r["threads_per_worker"], r["images"], r["failed"],
-         r["seconds"], f"{r['images_per_s']:.2f}", _megabytes(r["ls_db_bytes"])]
+         r["seconds"], f"{r['images_per_s']:.2f}", _megabytes(r["ls_db_bytes"]),
+         " / ".join(str(r["stage_seconds"].get(stage, "-")) for stage in ("read", "network", "render", "write")),
+         r.get("publish_s", "-"), ", ".join(f"{v} ({n})" for v, n in r.get("deleted_versions", {}).items()) or "-"]
         for r in result["rounds"]
     ]  # fmt: skip
     return intro + "\n" + _table(header, rows)

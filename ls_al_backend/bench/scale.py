@@ -4,8 +4,10 @@ The benchmark creates a project of ``tasks`` tasks in the Label Studio that ``LA
 repeated under distinct file names, symbolic links in a temporary folder, so no cache is shared between tasks),
 then runs one round per entry of ``worker_counts``: a new model version (a freshly initialised network: what is
 measured is scoring and storage, not training) and every task scored by that many ``ls-al-backend worker``
-processes over Redis + RQ, exactly as after a training round. It records each round's images per second and, when
-the Label Studio database file is given (SQLite), its size after the import and after every round.
+processes over Redis + RQ, then the round's publish job (the project's version, the queue view, old versions'
+predictions deleted), exactly as after a training round. It records each round's images per second, the
+workers' wall time per stage summed over jobs (``read``, ``network``, ``render``, ``write``: where the time goes)
+and, when the Label Studio database file is given (SQLite), its size after the import and after every round.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from redis.exceptions import RedisError
 
 from ls_al_backend.bench.service_speed import _wait_for, running_workers
 from ls_al_backend.config import Settings
-from ls_al_backend.jobs.rq_jobs import enqueue_scoring
+from ls_al_backend.jobs.rq_jobs import enqueue_scoring, publish_job
 from ls_al_backend.studio import StudioClient
 
 #: Tasks imported per request.
@@ -163,12 +165,18 @@ def measure_scale(
                 started = time.monotonic()
                 jobs = enqueue_scoring(queue, project_id, label_config, task_ids, settings.score_chunk_size)
                 results = _wait_for(jobs, log_path)
+                scored_at = time.monotonic()
+                (published,) = _wait_for([queue.enqueue(publish_job, project_id, version)], log_path)
                 seconds = time.monotonic() - started
                 for job in jobs:
                     job.delete()
                 queue.delete()
             scored = sum(result["scored"] for result in results)
             failed = sum(len(result["failed"]) for result in results)
+            stages: dict[str, float] = {}
+            for result in results:
+                for stage, value in result.get("seconds", {}).items():
+                    stages[stage] = round(stages.get(stage, 0.0) + value, 1)
             rounds.append(
                 {
                     "round": round_index,
@@ -179,6 +187,9 @@ def measure_scale(
                     "failed": failed,
                     "seconds": round(seconds, 1),
                     "images_per_s": round(scored / seconds, 3),
+                    "stage_seconds": stages,
+                    "publish_s": round(started + seconds - scored_at, 1),
+                    "deleted_versions": published["deleted_versions"],
                     "ls_db_bytes": database_bytes(database),
                 }
             )

@@ -31,7 +31,7 @@ from ls_al_backend.model.store import version_name
 from ls_al_backend.model.train_config import TrainConfig
 from ls_al_backend.model.training import train
 from ls_al_backend.modes import LabelConfig, annotation_to_target, parse_label_config
-from ls_al_backend.studio import StudioClient, StudioError, stale_predictions
+from ls_al_backend.studio import StudioClient, StudioError, stale_versions
 
 #: Task columns the "Active learning queue" view hides, so that its first columns are the task id, the image, the
 #: score and the version that scored it (Label Studio 1.23.2's built-in columns, data_manager/functions.py).
@@ -266,7 +266,9 @@ class Pipeline:
 
         A task is done when its data carries the score and ``<SCORE_FIELD>_version`` = this version (written
         together, after the prediction): a rerun skips done tasks, so an interrupted scoring resumes. Returns
-        ``{"scored", "failed": [task ids], "already_scored"}``.
+        ``{"scored", "failed": [task ids], "already_scored", "seconds"}``, ``seconds`` the wall time of each stage:
+        ``read``, ``network``, ``render`` (:meth:`Backend.predict`) and ``write`` (predictions and scores to Label
+        Studio); reading the task list is in none of them.
         """
         config = parse_label_config(label_config_xml)
         version = version_name(self.backend.cache.get(project_id, config.class_names)[1])
@@ -281,11 +283,14 @@ class Pipeline:
             else:
                 pending.append(tasks[task_id])
         scored = 0
+        seconds: dict[str, float] = {}
         batch_size = self.settings.inference_batch_size
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
             predicted = []
-            for task, prediction in zip(batch, self.backend.predict(batch, config, project_id), strict=True):
+            predictions = self.backend.predict(batch, config, project_id, seconds=seconds)
+            writing = time.perf_counter()
+            for task, prediction in zip(batch, predictions, strict=True):
                 if prediction.failed:
                     log.error("task %s: scoring failed: no prediction (see the log for the reason)", task["id"])
                     failed.append(int(task["id"]))
@@ -302,18 +307,18 @@ class Pipeline:
                     failed.append(int(task["id"]))
                     continue
                 scored += 1
+            seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - writing
             report({"stage": "scoring", "scored": scored, "of": len(task_ids)})
-        return {"scored": scored, "failed": sorted(failed), "already_scored": already}
+        stages = {stage: round(value, 3) for stage, value in seconds.items()}
+        return {"scored": scored, "failed": sorted(failed), "already_scored": already, "seconds": stages}
 
     def _write_predictions(
         self, project_id: str, predicted: list[tuple[dict[str, Any], TaskPrediction]], failed: list[int]
     ) -> list[tuple[dict[str, Any], TaskPrediction]]:
         """Store the predictions of a batch; return the (task, prediction) pairs stored, adding the others' ids to
         ``failed``. New ones go in one bulk import; a task that already has this version's prediction (a rerun) is
-        updated; this backend's versions beyond ``KEEP_PREDICTION_VERSIONS`` are deleted (the task list carries
-        each task's predictions). If the bulk import fails, each task is written on its own, so one bad
-        prediction never sinks the batch."""
-        keep = self.settings.keep_prediction_versions
+        updated (the task list carries each task's predictions). If the bulk import fails, each task is written on
+        its own, so one bad prediction never sinks the batch. Old versions are deleted by :meth:`publish`."""
 
         def body(task: dict[str, Any], prediction: TaskPrediction) -> dict[str, Any]:
             result, score, version = prediction.result, float(prediction.score), prediction.model_version
@@ -337,25 +342,12 @@ class Pipeline:
                 one_by_one += new
         for task, prediction in one_by_one:
             try:
-                self.studio.upsert_prediction(
-                    task["id"], prediction.result, prediction.score, prediction.model_version, keep_versions=keep
-                )
+                self.studio.upsert_prediction(task["id"], prediction.result, prediction.score, prediction.model_version)
                 stored.append((task, prediction))
             except StudioError as error:
                 log.error("task %s: scoring failed: %s", task["id"], error)
                 failed.append(int(task["id"]))
-        upserted = {int(task["id"]) for task, _ in one_by_one}  # upsert_prediction deletes the stale ones itself
-        written = []
-        for task, prediction in stored:
-            try:
-                if int(task["id"]) not in upserted:
-                    for item in stale_predictions(existing(task), prediction.model_version, keep):
-                        self.studio.delete_prediction(item["id"])
-                written.append((task, prediction))
-            except StudioError as error:
-                log.error("task %s: scoring failed: %s", task["id"], error)
-                failed.append(int(task["id"]))
-        return written
+        return stored
 
     @property
     def version_field(self) -> str:
@@ -367,6 +359,7 @@ class Pipeline:
 
         The view lists the unlabelled tasks scored by this version only, so it never mixes the scores of two
         versions: tasks whose scoring failed (and tasks imported since the round) join it at the next round.
+        Then the predictions of versions beyond ``KEEP_PREDICTION_VERSIONS`` go (:meth:`delete_old_versions`).
         """
         field = self.settings.score_field
         version_set = self.studio.set_project_model_version(project_id, version_name(version))
@@ -388,4 +381,25 @@ class Pipeline:
                 "hiddenColumns": {"explore": QUEUE_HIDDEN_COLUMNS, "labeling": QUEUE_HIDDEN_COLUMNS},
             },
         )
-        return {"model_version": version_name(version), "project_model_version_set": version_set, "view_id": view_id}
+        deleted = self.delete_old_versions(project_id, version)
+        return {
+            "model_version": version_name(version),
+            "project_model_version_set": version_set,
+            "view_id": view_id,
+            "deleted_versions": deleted,
+        }
+
+    def delete_old_versions(self, project_id: str, version: int) -> dict[str, int]:
+        """Delete the project's predictions of this backend's versions beyond the ``KEEP_PREDICTION_VERSIONS``
+        newest (``version`` always kept), one request per version; returns ``{version: predictions deleted}``.
+        A refused deletion is logged and left for the next round: it never fails the round."""
+        deleted = {}
+        try:
+            stored = self.studio.model_versions(project_id)
+            for name in stale_versions(stored, version_name(version), self.settings.keep_prediction_versions):
+                deleted[name] = self.studio.delete_model_version(project_id, name)
+        except StudioError as error:
+            log.warning(
+                "project %s: deleting old prediction versions failed (%s); the next round retries", project_id, error
+            )
+        return deleted

@@ -32,6 +32,10 @@ def test_three_rounds_score_every_task_and_keep_two_versions(
         ("v1", 5, 0), ("v2", 5, 0), ("v3", 5, 0),
     ]  # fmt: skip
     assert result["rounds"][-1]["workers"] == 2 and result["rounds"][-1]["threads_per_worker"] >= 1
+    for row in result["rounds"]:  # where the workers' time went
+        assert set(row["stage_seconds"]) == {"read", "network", "render", "write"}, row
+        assert row["stage_seconds"]["network"] > 0 and row["stage_seconds"]["write"] > 0, row
+    assert [row["deleted_versions"] for row in result["rounds"]] == [{}, {}, {"v1": 5}], "publish deletes v1"
     assert result["ls_db_bytes_before"] <= result["ls_db_bytes_after_import"] <= result["rounds"][-1]["ls_db_bytes"]
     stored = result["stored_predictions"]
     assert stored["most_versions_per_task"] == 2 and stored["mean_bytes"] > 0, "v1's predictions were deleted"

@@ -11,6 +11,11 @@ from ls_al_backend.studio import StudioError
 from tests.jobs.conftest import DENSE_XML, PROJECT, job_settings
 
 
+def counts(summary: dict) -> dict:
+    """A scoring summary without its stage timings."""
+    return {key: value for key, value in summary.items() if key != "seconds"}
+
+
 def test_a_round_trains_a_new_version_and_writes_the_pool_order_back(tmp_path, studio) -> None:
     pipeline = Pipeline(job_settings(tmp_path, studio.url))
     stages = []
@@ -73,7 +78,9 @@ def test_scoring_a_task_that_fails_does_not_sink_the_others(tmp_path, studio) ->
     pipeline = Pipeline(job_settings(tmp_path, studio.url))
     studio.tasks[5]["data"]["image"] = "/data/upload/5/missing.png"
     summary = pipeline.score(PROJECT, DENSE_XML, [4, 5, 6])
-    assert summary == {"scored": 2, "failed": [5], "already_scored": 0}
+    assert counts(summary) == {"scored": 2, "failed": [5], "already_scored": 0}
+    assert set(summary["seconds"]) == {"read", "network", "render", "write"}, "wall time per stage"
+    assert all(seconds >= 0 for seconds in summary["seconds"].values())
 
 
 def test_training_without_annotations_is_a_clear_error(tmp_path, studio) -> None:
@@ -157,9 +164,9 @@ def test_an_interrupted_scoring_resumes_and_the_queue_lists_only_this_versions_s
     image = studio.tasks[6]["data"]["image"]
     studio.tasks[6]["data"]["image"] = "/data/upload/5/missing.png"  # unreadable during the next run only
     first = pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7])
-    assert first == {"scored": 1, "failed": [6], "already_scored": 2}
+    assert counts(first) == {"scored": 1, "failed": [6], "already_scored": 2}
     studio.tasks[6]["data"]["image"] = image
-    assert pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7]) == {"scored": 1, "failed": [], "already_scored": 3}
+    assert counts(pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7])) == {"scored": 1, "failed": [], "already_scored": 3}
     for task_id in (4, 5, 6, 7):
         assert studio.tasks[task_id]["data"]["al_score_version"] == "v1"
     assert len(studio.predictions) == 4, "one prediction per task and version"
@@ -195,6 +202,6 @@ def test_a_refused_bulk_import_falls_back_to_one_request_per_task(tmp_path, stud
     pipeline = Pipeline(job_settings(tmp_path, studio.url))
     pipeline.train(PROJECT, DENSE_XML)
     studio.refuse_bulk_import = True
-    assert pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7]) == {"scored": 4, "failed": [], "already_scored": 0}
+    assert counts(pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7])) == {"scored": 4, "failed": [], "already_scored": 0}
     assert len(studio.calls("POST", "/api/predictions/")) == 4
     assert sorted(p["task"] for p in studio.predictions) == [4, 5, 6, 7]
