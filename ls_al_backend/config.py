@@ -264,7 +264,8 @@ class Settings:
         default=2,
         metadata={
             "help": "Predictions of at most this many model versions (the newest, named v<N>) are kept per task; "
-            "scoring deletes older ones of this backend, so Label Studio's database does not grow every round."
+            "publishing a round deletes older ones of this backend, so Label Studio's database does not grow every "
+            "round."
         },
     )
     score_field: str = field(

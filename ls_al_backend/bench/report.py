@@ -40,7 +40,7 @@ def render_readme(out: Path) -> str:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(report, dict) and "results" in report:
+        if isinstance(report, dict) and isinstance(report.get("results"), dict):  # not summary.json
             sections.append(render_run(report, path.name))
     header = (
         "# Speed benchmarks\n\n"

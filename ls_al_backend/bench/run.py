@@ -365,7 +365,7 @@ def run_benchmarks(
     path = write_report(options.out, report)
     measured = results.get("scale", {})
     if "rounds" in measured:
-        summary = scale.scale_summary(measured, machine["usable_cores"]) | {"results": path.name}
+        summary = scale.scale_summary(measured, machine["usable_cores"]) | {"results_file": path.name}
         (options.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return report, path
 
