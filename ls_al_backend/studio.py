@@ -178,9 +178,6 @@ class StudioClient:
         answer = self.call("POST", f"/api/projects/{project_id}/import/predictions", json=predictions)
         return int((answer or {}).get("created", len(predictions)))
 
-    def delete_prediction(self, prediction_id: int) -> None:
-        self.call("DELETE", f"/api/predictions/{prediction_id}/")
-
     def model_versions(self, project_id: str) -> dict[str, int]:
         """The model versions of the project's stored predictions and how many predictions each has."""
         return dict(self.call("GET", f"/api/projects/{project_id}/model-versions/") or {})

@@ -166,11 +166,6 @@ class FakeStudio:
             prediction = next(p for p in self.predictions if p["id"] == number)
             prediction.update(body)
             return 200, prediction
-        if route == ("DELETE", "/api/predictions/<id>/"):
-            if not any(p["id"] == number for p in self.predictions):
-                return 404, {"detail": "Not found."}
-            self.predictions = [p for p in self.predictions if p["id"] != number]
-            return 204, b""
         if route == ("GET", "/api/projects/<id>/model-versions/"):  # one project: every prediction is its own
             return 200, dict(Counter(p["model_version"] for p in self.predictions))
         if route == ("DELETE", "/api/projects/<id>/model-versions/"):

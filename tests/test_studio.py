@@ -64,15 +64,11 @@ def test_stale_versions_are_this_backends_versions_beyond_the_newest_kept() -> N
     assert stale_versions(["other"], "v1", keep_versions=1) == [], "another model's version is never stale"
 
 
-def test_predictions_are_imported_in_bulk_and_deleted_by_id() -> None:
+def test_predictions_are_imported_in_bulk_and_deleted_by_model_version() -> None:
     with FakeStudio({}) as studio:
         client = StudioClient(studio.url, LEGACY_TOKEN)
         created = client.import_predictions("5", [{"task": 1, "result": [], "score": 0.5, "model_version": "v1"}] * 3)
         assert created == 3 and [p["task"] for p in studio.predictions] == [1, 1, 1]
-        client.delete_prediction(studio.predictions[0]["id"])
-        assert len(studio.predictions) == 2
-        with pytest.raises(StudioError, match="HTTP 404"):
-            client.delete_prediction(12345)
         client.import_predictions("5", [{"task": 2, "result": [], "score": 0.1, "model_version": "v2"}])
-        assert client.model_versions("5") == {"v1": 2, "v2": 1}
-        assert client.delete_model_version("5", "v1") == 2 and client.model_versions("5") == {"v2": 1}
+        assert client.model_versions("5") == {"v1": 3, "v2": 1}
+        assert client.delete_model_version("5", "v1") == 3 and client.model_versions("5") == {"v2": 1}
