@@ -128,7 +128,10 @@ class BenchOptions:
         counts = (self.images, self.mc_images, self.train_images, self.train_epochs, self.scale_tasks)
         counts += (*self.samples, *self.workers, *self.scale_workers)
         if min(counts) < 1 or not self.samples or not self.workers or not self.scale_workers:
-            raise ValueError("--images, --samples, --workers and the image and epoch counts must be >= 1")
+            raise ValueError(
+                "--images, --samples, --workers, --scale-tasks, --scale-workers and the image and epoch counts "
+                "must be >= 1"
+            )
         if not (self.data / "images").is_dir():
             raise ValueError(f"--data {self.data}: expected a dataset split folder with images/ (and masks/)")
         if "training" in self.only and not (self.data / "masks").is_dir():
