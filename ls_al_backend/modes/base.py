@@ -72,9 +72,10 @@ class QueryModeHandler(ABC):
     unit: ClassVar[Unit]
     """What one query is in the simulation."""
     select_actions: ClassVar[int] = 1
-    """Editor actions that select one query before its classes are ticked: ``alt+.`` (Cycle Regions), as measured
-    in Label Studio by ``tests/e2e/test_browser.py``; 0 where the query is the whole image. The simulation's
-    editor actions (:func:`~ls_al_backend.simulation.annotator.editor_actions`) add them to the clicks."""
+    """Editor actions per answered query besides its clicks (:meth:`queries_answered`): ``alt+.`` (Cycle Regions)
+    that selects a query region before its classes are ticked, as measured in Label Studio by
+    ``tests/e2e/test_browser.py``. The simulation's editor actions
+    (:func:`~ls_al_backend.simulation.annotator.editor_actions`) add them to the clicks."""
 
     def query_results(self, config: LabelTags, queries: Queries, image_size: tuple[int, int]) -> list[Result]:
         """The prediction's query regions for an image of ``image_size`` (H, W), each with its empty answer."""
@@ -90,6 +91,11 @@ class QueryModeHandler(ABC):
         """Clicks the simulated annotator spends on each query unit of an image whose ground truth is ``gt``
         ``[H, W]`` (void = IGNORE): ``[1]`` for an image unit, ``[R]`` for the regions of ``superpixels``, ``[H * W]``
         for pixels."""
+
+    def queries_answered(self, gt: np.ndarray, revealed: ImageLabels, num_classes: int) -> int:
+        """Queries the simulated annotator answers on one image, each costing ``select_actions`` editor actions
+        besides its clicks: the revealed regions or pixels (a whole image: the regions it outlines)."""
+        return len(revealed.regions) + len(revealed.pixels)
 
     @abstractmethod
     def simulate(

@@ -3,10 +3,13 @@
 Annotation -> target: every ``brushlabels`` region on the class tag paints its class (later regions win).
 Simulated annotator (whole image, Cai et al., CVPR 2021): it outlines every ground-truth region as a polygon;
 regions of at least :data:`POLYGON_MIN_REGION` pixels get their class, smaller ones and void stay unlabelled.
-Cost: the outlines' vertices after Douglas-Peucker at :data:`POLYGON_TOLERANCE` pixels (:func:`trace_polygons`).
+Cost: the outlines' vertices after Douglas-Peucker at :data:`POLYGON_TOLERANCE` pixels (:func:`trace_polygons`);
+in the editor each outlined region also takes its class hotkey and the click that closes it (``select_actions``).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -31,16 +34,26 @@ POLYGON_MIN_REGION = 20
 POLYGON_TOLERANCE = 1.5
 
 
-def trace_polygons(gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
+class Outlines(NamedTuple):
+    """What outlining every ground-truth region of an image produces (:func:`trace_polygons`)."""
+
+    labels: np.ndarray
+    """``[H, W]``: the traced regions' classes, IGNORE elsewhere (void and regions too small to trace)."""
+    vertices: int
+    """Polygon vertices over every outline, holes included: the clicks."""
+    regions: int
+    """Regions outlined: each is one polygon drawn in the editor (its class picked, its outline closed)."""
+
+
+def trace_polygons(gt: np.ndarray, num_classes: int) -> Outlines:
     """What an annotator who outlines every ground-truth region of an image as a polygon produces, and its cost.
 
     Every connected region (8-connected) of one class with at least :data:`POLYGON_MIN_REGION` pixels is traced;
     its outline (and those of its holes) simplified with Douglas-Peucker at :data:`POLYGON_TOLERANCE` pixels costs
-    one click per vertex. Returns the labels ``[H, W]`` (the traced regions' classes, IGNORE elsewhere: void and
-    regions too small to trace) and the vertex count.
+    one click per vertex.
     """
     labels = np.full(gt.shape, IGNORE, dtype=np.int64)
-    vertices = 0
+    vertices = regions = 0
     for class_id in range(num_classes):
         components, count = ndimage.label(gt == class_id, structure=np.ones((3, 3), dtype=bool))
         if count == 0:
@@ -51,12 +64,13 @@ def trace_polygons(gt: np.ndarray, num_classes: int) -> tuple[np.ndarray, int]:
                 continue
             mask = components == component
             labels[mask] = class_id
+            regions += 1
             rows, cols = np.nonzero(mask)
             window = np.pad(mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1], 1).astype(np.float32)
             for contour in measure.find_contours(window, 0.5):
                 polygon = measure.approximate_polygon(contour, POLYGON_TOLERANCE)
                 vertices += max(3, len(polygon) - 1)  # closed: the last point repeats the first
-    return labels, vertices
+    return Outlines(labels, vertices, regions)
 
 
 class DenseBrush(QueryModeHandler):
@@ -65,7 +79,7 @@ class DenseBrush(QueryModeHandler):
     acquisition_defaults = {"superpixel_method": "none", "top_k_regions": 0}
     shows_layers = True  # the annotator corrects the masks, guided by the overlay
     unit = Unit.IMAGE
-    select_actions = 0  # the image is the task: nothing to select
+    select_actions = 2  # per outlined region: its class hotkey before the outline, the click on the first vertex
 
     def target(self, results: list[dict], config: LabelTags, height: int, width: int) -> LabelTarget:
         labels = np.full((height, width), IGNORE, dtype=np.int64)
@@ -77,15 +91,18 @@ class DenseBrush(QueryModeHandler):
         return LabelTarget(labels=labels)
 
     def unit_clicks(self, gt: np.ndarray, superpixels: np.ndarray | None, num_classes: int, erosion: int) -> np.ndarray:
-        return np.array([trace_polygons(gt, num_classes)[1]], dtype=np.float64)
+        return np.array([trace_polygons(gt, num_classes).vertices], dtype=np.float64)
 
     def simulate(
         self, gt: np.ndarray, revealed: ImageLabels, superpixels: np.ndarray | None, num_classes: int, erosion: int
     ) -> tuple[LabelTarget, int]:
         if not revealed.dense:
             return LabelTarget(np.full(gt.shape, IGNORE, dtype=np.int64)), 0
-        traced, vertices = trace_polygons(gt, num_classes)
-        return LabelTarget(traced), vertices
+        outlines = trace_polygons(gt, num_classes)
+        return LabelTarget(outlines.labels), outlines.vertices
+
+    def queries_answered(self, gt: np.ndarray, revealed: ImageLabels, num_classes: int) -> int:
+        return trace_polygons(gt, num_classes).regions if revealed.dense else 0
 
 
 register(DenseBrush())

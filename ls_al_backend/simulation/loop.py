@@ -275,15 +275,16 @@ class Simulation:
 
     # --- training ---
 
-    def targets(self) -> tuple[list[TrainingSample], int, int]:
-        """Training samples from everything revealed, the labelled pixels and the annotator's clicks."""
-        samples, pixels, annotator = [], 0, 0
+    def targets(self) -> tuple[list[TrainingSample], int, int, int]:
+        """Training samples from everything revealed, the labelled pixels, the annotator's clicks and the queries
+        it answered."""
+        samples, pixels, annotator, queries = [], 0, 0, 0
         for index, example in enumerate(self.pool):
             revealed = self.revealed[index]
             if not (revealed.dense or revealed.regions or revealed.pixels):
                 continue
             regions = self.superpixels(index) if revealed.regions else None
-            target, clicks = build_target(
+            target, clicks, answered = build_target(
                 example,
                 revealed,
                 regions,
@@ -292,10 +293,11 @@ class Simulation:
                 self.config.boundary_erosion,
             )
             annotator += clicks
+            queries += answered
             if target.labelled_pixels > 0:
                 pixels += target.labelled_pixels
                 samples.append(TrainingSample(index, example.image, target))
-        return samples, pixels, annotator
+        return samples, pixels, annotator, queries
 
     def _train(self, net: SegmentationNet, round_index: int, samples: list[TrainingSample]):
         config = self.config
@@ -344,7 +346,7 @@ class Simulation:
             clicks = self._reveal(units, chosen)
             clicks_total += clicks
             spent_total += sum(units.charges[position] for position in chosen)
-            samples, pixels, annotator = self.targets()
+            samples, pixels, annotator, queries = self.targets()
             result = self._train(net, round_index, samples)
             net = result.net
             confusion = evaluate(net, self.eval, self.config.num_classes, self.device)
@@ -358,11 +360,9 @@ class Simulation:
                 "clicks_cumulative": clicks_total,
                 "budget_spent_cumulative": spent_total,
                 "annotator_clicks_cumulative": annotator,
+                "queries_cumulative": queries,
                 "annotator_actions_cumulative": editor_actions(
-                    self.config.query_mode,
-                    clicks_total,
-                    sum(previous["units_selected"] for previous in rows) + len(chosen),
-                    len(samples),
+                    self.config.query_mode, clicks_total, queries, len(samples)
                 ),
                 "labelled_pixels": pixels,
                 "labelled_pixel_share": pixels / self.total_pixels,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ls_al_backend.modes import registered
+from ls_al_backend.modes import Unit, registered
 from ls_al_backend.simulation.annotator import editor_actions
 from ls_al_backend.simulation.config import LEGACY_MODE_NAMES
 
@@ -75,14 +75,19 @@ class ResultSet:
 
 def with_editor_actions(rows: list[dict[str, Any]], query_mode: str | None) -> list[dict[str, Any]]:
     """The rows with ``annotator_actions_cumulative`` (:func:`editor_actions`) filled in where a run recorded
-    before it lacks them, from its clicks, queries and labelled images; left out for an unknown mode."""
+    before it lacks them, from its clicks, queries (``queries_cumulative``; in a query mode the units selected
+    so far) and labelled images. Left out for an unknown mode and for whole images without
+    ``queries_cumulative`` (their outlined regions are not in the row)."""
     mode = LEGACY_MODE_NAMES.get(query_mode or "", query_mode)
-    if mode not in {handler.name for handler in registered()}:
+    handlers = {handler.name: handler for handler in registered()}
+    if mode not in handlers:
         return rows
-    filled, queries = [], 0
+    filled, selected = [], 0
     for row in rows:
-        queries += row.get("units_selected", 0)
-        if "annotator_actions_cumulative" not in row and {"clicks_cumulative", "labelled_images"} <= row.keys():
+        selected += row.get("units_selected", 0)
+        queries = row.get("queries_cumulative", None if handlers[mode].unit is Unit.IMAGE else selected)
+        needed = {"clicks_cumulative", "labelled_images"} <= row.keys() and queries is not None
+        if "annotator_actions_cumulative" not in row and needed:
             actions = editor_actions(mode, row["clicks_cumulative"], queries, row["labelled_images"])
             row = {**row, "annotator_actions_cumulative": actions}
         filled.append(row)

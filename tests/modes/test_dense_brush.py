@@ -24,9 +24,11 @@ def test_a_whole_image_costs_the_vertices_of_its_traced_regions():
     traced, clicks = HANDLER.simulate(gt, ImageLabels(dense=True), None, 3, 0)
     assert np.array_equal(traced.labels, np.where(gt == 2, IGNORE, gt))
     assert 8 <= clicks <= 12, "a rectangle (4 vertices) and a notched rectangle (about 6)"
-    labels, vertices = trace_polygons(gt, 3)
+    labels, vertices, regions = trace_polygons(gt, 3)
     assert vertices == clicks and np.array_equal(labels, traced.labels)
     assert HANDLER.unit_clicks(gt, None, 3, 0).tolist() == [float(vertices)]
+    assert regions == HANDLER.queries_answered(gt, ImageLabels(dense=True), 3) == 2, "each a polygon drawn"
+    assert HANDLER.queries_answered(gt, ImageLabels(), 3) == 0
 
 
 def test_regions_under_twenty_pixels_are_not_traced_and_an_unrevealed_image_costs_nothing():

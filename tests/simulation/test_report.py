@@ -120,6 +120,20 @@ def test_strategies_are_compared_at_equal_editor_actions_without_extrapolating(t
     assert "| bald | 500 → 1500 → 3000 | 25.6 | 38.1 | 52.2 |" in table
 
 
+def test_whole_images_are_charged_their_outlined_regions_and_left_out_without_them(tmp_path):
+    """A whole image's actions: its vertices, 2 per outlined region (``queries_cumulative``: class hotkey and the
+    closing click) and a submit; a row without the outlined regions gets no actions rather than an undercount."""
+    files = write_runs(tmp_path, [("image", "random", 0, 0)])
+    payload = json.loads((files[0] / "results.json").read_text())
+    payload["config"]["query_mode"] = "image"  # the legacy name of dense_brush
+    (files[0] / "results.json").write_text(json.dumps(payload))
+    assert summarise(files)["strategies"]["image"]["actions_per_round"] == [None, None, None]
+    for row in payload["rows"]:
+        row["queries_cumulative"] = 3 * (row["round"] + 1)
+    (files[0] / "results.json").write_text(json.dumps(payload))
+    assert summarise(files)["strategies"]["image"]["actions_per_round"] == [18, 36, 54], "10 + 2 x 3 + 2 a round"
+
+
 def test_an_unfinished_run_is_listed_not_counted(tmp_path):
     files = write_runs(tmp_path, [("bald", "bald", 0, 0.1)], rounds=5)
     summary = summarise(files)
