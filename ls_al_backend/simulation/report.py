@@ -137,6 +137,7 @@ def summarise(paths: Iterable[str | Path]) -> dict[str, Any]:
             "miou_at_half_steps": _rounded(half),
             "miou_at_half_steps_std": _rounded(half_std),
             "train_steps": results.references[0].get("train_steps"),
+            "per_class_iou": per_class_iou(results.references),
         }
     for strategy in sorted(results.strategies):
         runs = results.strategies[strategy]
@@ -164,9 +165,18 @@ def summarise(paths: Iterable[str | Path]) -> dict[str, Any]:
                 if (found := miou_at_actions(runs, budget)) is not None
             },
             "train_seconds_total": _rounded(sum(sum(r.get("train_seconds") or 0 for r in rows) for rows in runs), 1),
+            "per_class_iou_last": per_class_iou(last),
         }
     summary["goal"] = goal_check(summary)
     return summary
+
+
+def per_class_iou(rows: list[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """``{class: [mean, std]}`` of the rows' ``per_class_iou`` (one row per seed; a class absent from the
+    evaluation images, IoU None, is left out of its mean)."""
+    names = list(dict.fromkeys(name for row in rows for name in row.get("per_class_iou") or {}))
+    values = {name: mean_std((row.get("per_class_iou") or {}).get(name) for row in rows) for name in names}
+    return {name: [_rounded(mean), _rounded(std)] for name, (mean, std) in values.items()}
 
 
 def action_budgets(results: ResultSet) -> list[int]:
@@ -282,6 +292,7 @@ def summary_table(paths: Iterable[str | Path]) -> str:
             "of each).",
         ]
     lines += actions_table(summary)
+    lines += per_class_table(summary)
     if summary["in_progress"]:
         lines += ["", f"In progress (not counted): {', '.join(summary['in_progress'])}."]
     return "\n".join(lines) + "\n"
@@ -296,8 +307,8 @@ def actions_table(summary: dict[str, Any]) -> list[str]:
     lines = [
         "",
         "At equal editor actions (key presses and clicks in Label Studio: the clicks above, one press selecting "
-        "each query, one submit per labelled image); mIoU % interpolated between a run's rounds, mean ± std, "
-        "- outside its rounds:",
+        "each query, two per region a whole image outlines, one submit per labelled image); mIoU % interpolated "
+        "between a run's rounds, mean ± std, - outside its rounds:",
         "",
         f"| strategy | actions per round | {' | '.join(f'{budget:g}' for budget in budgets)} |",
         f"|---|---|{'---|' * len(budgets)}",
@@ -307,6 +318,28 @@ def actions_table(summary: dict[str, Any]) -> list[str]:
         cells = [_percent(*at[str(budget)]) if str(budget) in at else "-" for budget in budgets]
         spent = " → ".join(f"{actions:g}" for actions in entry["actions_per_round"] if actions is not None)
         lines.append(f"| {name} | {spent or '-'} | {' | '.join(cells)} |")
+    return lines
+
+
+def per_class_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines: every strategy's IoU per class at its last round and the reference's (mean over seeds),
+    where a strategy's mIoU comes from; no lines when no run records classes."""
+    entries = {name: entry["per_class_iou_last"] for name, entry in summary["strategies"].items()}
+    if summary["reference"]:
+        entries["fully supervised"] = summary["reference"]["per_class_iou"]
+    names = list(dict.fromkeys(name for classes in entries.values() for name in classes))
+    if not names:
+        return []
+    lines = [
+        "",
+        "IoU % per class at the last round (mean over seeds):",
+        "",
+        f"| strategy | {' | '.join(names)} |",
+        f"|---|{'---|' * len(names)}",
+    ]
+    for strategy, classes in entries.items():
+        cells = [_percent(classes[name][0], None) if name in classes else "-" for name in names]
+        lines.append(f"| {strategy} | {' | '.join(cells)} |")
     return lines
 
 

@@ -70,7 +70,7 @@ def test_the_summary_gives_mean_and_std_over_seeds_and_checks_the_goal(tmp_path)
     assert bald["click_share_of_full"] == pytest.approx(0.03) and bald["final_clicks"] == 30
     assert summary["reference"] == {
         "miou_mean": 0.6, "miou_std": None, "seeds": 1, "miou_at_half_steps": 0.595,
-        "miou_at_half_steps_std": None, "train_steps": None,
+        "miou_at_half_steps_std": None, "train_steps": None, "per_class_iou": {},
     }  # fmt: skip
     goal = summary["goal"]
     assert goal["best_strategy"] == "bald" and goal["gaps_to_random"]["rand"]["gap"] == pytest.approx(0.11, abs=1e-4)
@@ -132,6 +132,25 @@ def test_whole_images_are_charged_their_outlined_regions_and_left_out_without_th
         row["queries_cumulative"] = 3 * (row["round"] + 1)
     (files[0] / "results.json").write_text(json.dumps(payload))
     assert summarise(files)["strategies"]["image"]["actions_per_round"] == [18, 36, 54], "10 + 2 x 3 + 2 a round"
+
+
+def test_per_class_iou_at_the_last_round_is_averaged_over_seeds_beside_the_reference(tmp_path):
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12)])
+    for folder, rare in zip(files[:2], (0.1, 0.3), strict=True):
+        payload = json.loads((folder / "results.json").read_text())
+        for row in payload["rows"]:
+            row["per_class_iou"] = {"road": 0.9, "rider": rare if row["round"] == 2 else 0.0, "bus": None}
+        (folder / "results.json").write_text(json.dumps(payload))
+    reference = files[2] / "reference.json"
+    reference.write_text(json.dumps(json.loads(reference.read_text()) | {"per_class_iou": {"road": 0.95, "rider": 0}}))
+    summary = summarise(files)
+    per_class = summary["strategies"]["bald"]["per_class_iou_last"]
+    assert per_class["road"] == [0.9, 0.0] and per_class["rider"] == [0.2, pytest.approx(0.1414, abs=1e-4)]
+    assert per_class["bus"] == [None, None], "absent from the evaluation images"
+    assert summary["reference"]["per_class_iou"] == {"road": [0.95, None], "rider": [0.0, None]}
+    table = summary_table(files)
+    assert "| strategy | road | rider | bus |" in table
+    assert "| bald | 90.0 | 20.0 | - |" in table and "| fully supervised | 95.0 | 0.0 | - |" in table
 
 
 def test_an_unfinished_run_is_listed_not_counted(tmp_path):
