@@ -258,7 +258,11 @@ class Settings:
         },
     )
     score_chunk_size: int = field(
-        default=25, metadata={"help": "Unlabelled tasks per scoring job (several workers share a large pool)."}
+        default=100,
+        metadata={
+            "help": "Unlabelled tasks per scoring job (several workers share a large pool); a job's predictions "
+            "go to Label Studio in one import."
+        },
     )
     keep_prediction_versions: int = field(
         default=2,
@@ -267,9 +271,6 @@ class Settings:
             "publishing a round deletes older ones of this backend, so Label Studio's database does not grow every "
             "round."
         },
-    )
-    score_field: str = field(
-        default="al_score", metadata={"help": "Task data field that receives the acquisition score."}
     )
     queue_view_title: str = field(
         default="Active learning queue", metadata={"help": "Data Manager view ordered by the acquisition score."}

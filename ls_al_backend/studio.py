@@ -156,11 +156,6 @@ class StudioClient:
                 return
             page += 1
 
-    def set_task_score(self, task: dict[str, Any], fields: dict[str, Any]) -> None:
-        """Write ``fields`` (e.g. the score and the version that wrote it) into ``task.data`` in one request
-        (PATCH replaces the whole ``data`` dict, so send it all)."""
-        self.call("PATCH", f"/api/tasks/{task['id']}/", json={"data": {**task["data"], **fields}})
-
     def upsert_prediction(self, task_id: int, result: list, score: float, model_version: str) -> None:
         """Store one prediction per (task, model version): update it if it exists, else create it."""
         existing = self.call("GET", "/api/predictions/", params={"task": task_id})
@@ -253,6 +248,12 @@ def stale_versions(versions: Iterable[str], model_version: str, keep_versions: i
     current = version_number(model_version)
     kept = set(sorted(numbers | {current} - {None})[-keep_versions:]) | {current}
     return [f"v{number}" for number in sorted(numbers - kept)]
+
+
+def has_prediction(task: dict[str, Any], model_version: str) -> bool:
+    """The task (as listed with ``fields=all``) holds a prediction of ``model_version``."""
+    predictions = task.get("predictions") or []
+    return any(isinstance(item, dict) and item.get("model_version") == model_version for item in predictions)
 
 
 def version_number(model_version: object) -> int | None:

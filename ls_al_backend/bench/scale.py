@@ -197,7 +197,7 @@ def measure_scale(
         predictions = stored_predictions(studio, project_id, min(SAMPLE_TASKS, tasks))
     return {
         "what": "per round: a new model version, every task scored (Pipeline.score: predict, bulk-import the "
-        "predictions, write the score into the task) by `ls-al-backend worker` processes over Redis + RQ, then the "
+        "predictions, each with its acquisition score) by `ls-al-backend worker` processes over Redis + RQ, then the "
         "publish job (the project's version, the queue view, versions beyond KEEP_PREDICTION_VERSIONS deleted), "
         "against a real Label Studio",
         "label_config": label_config_name,

@@ -265,7 +265,7 @@ def measure_pool_scoring(
                 queue.delete()
             scored = sum(result["scored"] for result in results)
             failed = [task_id for result in results for task_id in result["failed"]]
-            if failed or len(studio.scores(settings.score_field)) != len(task_ids):
+            if failed or len(studio.scores()) != len(task_ids):
                 raise RuntimeError(f"{len(failed)} task(s) failed to score:\n{_tail(log_path)}")
         runs.append(
             {
@@ -277,9 +277,9 @@ def measure_pool_scoring(
             }
         )
     return {
-        "what": "score_job chunks (Pipeline.score: predict + write score and prediction back) on `ls-al-backend "
-        "worker` processes over Redis + RQ; each chunk runs in a fresh work horse that imports torch and loads "
-        "the model",
+        "what": "score_job chunks (Pipeline.score: predict + store the predictions with their scores) on "
+        "`ls-al-backend worker` processes over Redis + RQ; each chunk runs in a fresh work horse that imports "
+        "torch and loads the model",
         "redis_url": redis_url,
         "label_config": label_config_name,
         "chunk_size": settings.score_chunk_size,

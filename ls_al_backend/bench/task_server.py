@@ -1,9 +1,9 @@
 """A stand-in for the few Label Studio routes that pool scoring calls, so the benchmark needs no Label Studio.
 
-:meth:`~ls_al_backend.jobs.pipeline.Pipeline.score` reads a chunk of tasks (``GET /api/tasks/``), then for each
-task writes the acquisition score into its data (``PATCH /api/tasks/<id>/``) and stores the prediction
-(``GET`` then ``POST`` or ``PATCH /api/predictions/``). This server answers exactly those, from memory, for any
-token. Images are not served: the tasks name local files, read through ``LOCAL_IMAGE_ROOTS``.
+:meth:`~ls_al_backend.jobs.pipeline.Pipeline.score` reads a chunk of tasks (``GET /api/tasks/``), then stores a
+batch's predictions, each with its acquisition score, in one request (``POST
+/api/projects/<id>/import/predictions``). This server answers exactly those, from memory, for any token. Images
+are not served: the tasks name local files, read through ``LOCAL_IMAGE_ROOTS``.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from urllib.parse import parse_qs, urlsplit
 
 
 class TaskServer:
-    """Serves ``tasks`` (Label Studio task dicts) and records the scores and predictions written back."""
+    """Serves ``tasks`` (Label Studio task dicts) and records the predictions written back."""
 
     def __init__(self, tasks: list[dict[str, Any]]):
         self.tasks = {int(task["id"]): task for task in tasks}
-        self.predictions: dict[int, dict[str, Any]] = {}  # id -> {"id", "task", "model_version"} (result dropped)
+        self.predictions: list[dict[str, Any]] = []  # {"task", "score", "model_version"} (result dropped)
         self.lock = threading.Lock()
         server = self
 
@@ -58,7 +58,6 @@ class TaskServer:
         """(HTTP status, JSON answer) for one request."""
         url = urlsplit(path)
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
-        number = int(match.group(1)) if (match := re.fullmatch(r"/api/\w+/(\d+)/", url.path)) else None
         if method == "GET" and url.path == "/api/tasks/":
             tasks = [task for task in self.tasks.values() if str(task["project"]) == query.get("project")]
             if "query" in query:
@@ -68,25 +67,17 @@ class TaskServer:
             if page > 1 and (page - 1) * size >= len(tasks):
                 return 404, {"detail": "Invalid page."}
             return 200, {"tasks": tasks[(page - 1) * size : page * size], "total": len(tasks)}
-        if method == "PATCH" and url.path.startswith("/api/tasks/") and number in self.tasks:
-            self.tasks[number].update(body)
-            return 200, self.tasks[number]
-        if method == "GET" and url.path == "/api/predictions/":
-            return 200, [item for item in self.predictions.values() if str(item["task"]) == query.get("task")]
-        if method in ("POST", "PATCH") and url.path.startswith("/api/predictions/"):
-            prediction_id = number if method == "PATCH" else len(self.predictions) + 1
-            self.predictions[prediction_id] = {
-                "id": prediction_id,
-                "task": body["task"],
-                "model_version": body["model_version"],
-            }
-            return (200 if method == "PATCH" else 201), self.predictions[prediction_id]
+        if method == "POST" and re.fullmatch(r"/api/projects/\w+/import/predictions", url.path):
+            self.predictions += [
+                {"task": item["task"], "score": item["score"], "model_version": item["model_version"]} for item in body
+            ]
+            return 201, {"created": len(body)}
         return 404, {"detail": f"{method} {url.path} is not served by the benchmark's Label Studio stand-in"}
 
-    def scores(self, field: str) -> dict[int, float]:
-        """Task id -> the score written into ``task.data[field]``, for the tasks that have one."""
+    def scores(self) -> dict[int, float]:
+        """Task id -> the score of the last prediction stored for it."""
         with self.lock:
-            return {task_id: task["data"][field] for task_id, task in self.tasks.items() if field in task["data"]}
+            return {item["task"]: item["score"] for item in self.predictions}
 
     def __enter__(self) -> TaskServer:
         self._thread.start()

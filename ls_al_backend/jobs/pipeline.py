@@ -31,15 +31,15 @@ from ls_al_backend.model.store import version_name
 from ls_al_backend.model.train_config import TrainConfig
 from ls_al_backend.model.training import train
 from ls_al_backend.modes import LabelConfig, annotation_to_target, parse_label_config
-from ls_al_backend.studio import StudioClient, StudioError, stale_versions
+from ls_al_backend.studio import StudioClient, StudioError, has_prediction, stale_versions
 
-#: Task columns the "Active learning queue" view hides, so that its first columns are the task id, the image, the
-#: score and the version that scored it (Label Studio 1.23.2's built-in columns, data_manager/functions.py).
+#: Task columns the "Active learning queue" view hides, so that its first columns are the task id, the image and
+#: the prediction score, the acquisition score (Label Studio 1.23.2's built-in columns, data_manager/functions.py).
 QUEUE_HIDDEN_COLUMNS = [
     f"tasks:{column}"
     for column in (
         "inner_id", "completed_at", "cancelled_annotations", "annotators", "annotations_results", "annotations_ids",
-        "predictions_score", "predictions_model_versions", "predictions_results", "file_upload", "storage_filename",
+        "predictions_model_versions", "predictions_results", "file_upload", "storage_filename",
         "created_at", "updated_at", "updated_by", "avg_lead_time", "draft_exists",
     )
 ]  # fmt: skip
@@ -262,13 +262,16 @@ class Pipeline:
     def score(
         self, project_id: str, label_config_xml: str, task_ids: list[int], report: Report = _no_report
     ) -> dict[str, Any]:
-        """Predict the given tasks with the newest version and write prediction + score back to Label Studio.
+        """Predict the given tasks (one chunk) with the newest version, in batches of ``INFERENCE_BATCH_SIZE``, and
+        store the predictions in Label Studio in one import at the end, the acquisition score as each prediction's
+        ``score`` (higher = more informative; the queue orders by it). One import per chunk, because Label Studio
+        1.23.2 refreshes the counters of every task of the project on each import: its cost per call grows with
+        the project, so fewer calls are what makes a large pool cheap to write.
 
-        A task is done when its data carries the score and ``<SCORE_FIELD>_version`` = this version (written
-        together, after the prediction): a rerun skips done tasks, so an interrupted scoring resumes. Returns
-        ``{"scored", "failed": [task ids], "already_scored", "seconds"}``, ``seconds`` the wall time of each stage:
-        ``read``, ``network``, ``render`` (:meth:`Backend.predict`) and ``write`` (predictions and scores to Label
-        Studio); reading the task list is in none of them.
+        A task is done when it holds this version's prediction: a rerun skips done tasks, so an interrupted
+        scoring resumes. Returns ``{"scored", "failed": [task ids], "already_scored", "seconds"}``, ``seconds`` the
+        wall time of each stage: ``read``, ``network``, ``render`` (:meth:`Backend.predict`) and ``write`` (the
+        predictions to Label Studio); reading the task list is in none of them.
         """
         config = parse_label_config(label_config_xml)
         version = version_name(self.backend.cache.get(project_id, config.class_names)[1])
@@ -278,69 +281,47 @@ class Pipeline:
             if task_id not in tasks:
                 log.error("task %s: scoring failed: it is no longer in project %s", task_id, project_id)
                 failed.append(task_id)
-            elif (tasks[task_id].get("data") or {}).get(self.version_field) == version:
+            elif has_prediction(tasks[task_id], version):
                 already += 1
             else:
                 pending.append(tasks[task_id])
-        scored = 0
         seconds: dict[str, float] = {}
+        predicted: list[tuple[dict[str, Any], TaskPrediction]] = []
         batch_size = self.settings.inference_batch_size
         for start in range(0, len(pending), batch_size):
             batch = pending[start : start + batch_size]
-            predicted = []
             predictions = self.backend.predict(batch, config, project_id, seconds=seconds)
-            writing = time.perf_counter()
             for task, prediction in zip(batch, predictions, strict=True):
                 if prediction.failed:
                     log.error("task %s: scoring failed: no prediction (see the log for the reason)", task["id"])
                     failed.append(int(task["id"]))
                 else:
                     predicted.append((task, prediction))
-            for task, prediction in self._write_predictions(project_id, predicted, failed):
-                try:
-                    self.studio.set_task_score(
-                        task,
-                        {self.settings.score_field: round(prediction.score, 6), self.version_field: version},
-                    )
-                except StudioError as error:
-                    log.error("task %s: scoring failed: %s", task["id"], error)
-                    failed.append(int(task["id"]))
-                    continue
-                scored += 1
-            seconds["write"] = seconds.get("write", 0.0) + time.perf_counter() - writing
-            report({"stage": "scoring", "scored": scored, "of": len(task_ids)})
+            report({"stage": "scoring", "predicted": len(predicted), "of": len(task_ids)})
+        writing = time.perf_counter()
+        scored = len(self._write_predictions(project_id, predicted, failed))
+        seconds["write"] = time.perf_counter() - writing
+        report({"stage": "scoring", "scored": scored, "of": len(task_ids)})
         stages = {stage: round(value, 3) for stage, value in seconds.items()}
         return {"scored": scored, "failed": sorted(failed), "already_scored": already, "seconds": stages}
 
     def _write_predictions(
         self, project_id: str, predicted: list[tuple[dict[str, Any], TaskPrediction]], failed: list[int]
     ) -> list[tuple[dict[str, Any], TaskPrediction]]:
-        """Store the predictions of a batch; return the (task, prediction) pairs stored, adding the others' ids to
-        ``failed``. New ones go in one bulk import; a task that already has this version's prediction (a rerun) is
-        updated (the task list carries each task's predictions). If the bulk import fails, each task is written on
-        its own, so one bad prediction never sinks the batch. Old versions are deleted by :meth:`publish`."""
-
-        def body(task: dict[str, Any], prediction: TaskPrediction) -> dict[str, Any]:
-            result, score, version = prediction.result, float(prediction.score), prediction.model_version
-            return {"task": int(task["id"]), "result": result, "score": score, "model_version": version}
-
-        def existing(task: dict[str, Any]) -> list[dict[str, Any]]:
-            return [item for item in task.get("predictions") or [] if isinstance(item, dict)]
-
-        def has_this_version(pair: tuple[dict[str, Any], TaskPrediction]) -> bool:
-            return any(item.get("model_version") == pair[1].model_version for item in existing(pair[0]))
-
-        one_by_one = [pair for pair in predicted if has_this_version(pair)]
-        new = [pair for pair in predicted if not has_this_version(pair)]
+        """Store the predictions in one bulk import; return the (task, prediction) pairs stored, adding the others'
+        ids to ``failed``. If the bulk import fails, each task is written on its own (updating a prediction of this
+        version that the failed import may have left), so one bad prediction never sinks the others. Old versions
+        are deleted by :meth:`publish`."""
+        if not predicted:
+            return []
+        bodies = [{"task": int(task["id"]), **prediction.to_json()} for task, prediction in predicted]
+        try:
+            self.studio.import_predictions(project_id, bodies)
+            return predicted
+        except StudioError as error:
+            log.warning("bulk import of %d predictions failed (%s); writing them one by one", len(bodies), error)
         stored = []
-        if new:
-            try:
-                self.studio.import_predictions(project_id, [body(task, prediction) for task, prediction in new])
-                stored += new
-            except StudioError as error:
-                log.warning("bulk import of %d predictions failed (%s); writing them one by one", len(new), error)
-                one_by_one += new
-        for task, prediction in one_by_one:
+        for task, prediction in predicted:
             try:
                 self.studio.upsert_prediction(task["id"], prediction.result, prediction.score, prediction.model_version)
                 stored.append((task, prediction))
@@ -349,35 +330,24 @@ class Pipeline:
                 failed.append(int(task["id"]))
         return stored
 
-    @property
-    def version_field(self) -> str:
-        """Task data field naming the model version that wrote the task's score."""
-        return f"{self.settings.score_field}_version"
-
     def publish(self, project_id: str, version: int) -> dict[str, Any]:
         """Point the project at the new version and (re)create the view ordered by the acquisition score.
 
-        The view lists the unlabelled tasks scored by this version only, so it never mixes the scores of two
-        versions: tasks whose scoring failed (and tasks imported since the round) join it at the next round.
-        Then the predictions of versions beyond ``KEEP_PREDICTION_VERSIONS`` go (:meth:`delete_old_versions`).
+        Label Studio's "Prediction score" (``predictions_score``) averages the scores of the predictions of the
+        project's ``model_version`` only, so the view, ordered by it and listing the unlabelled tasks that have
+        one, never mixes the scores of two versions: tasks whose scoring failed (and tasks imported since the
+        round) join it at the next round. Then the predictions of versions beyond ``KEEP_PREDICTION_VERSIONS`` go
+        (:meth:`delete_old_versions`).
         """
-        field = self.settings.score_field
         version_set = self.studio.set_project_model_version(project_id, version_name(version))
         unlabelled = {"filter": "filter:tasks:total_annotations", "operator": "empty", "type": "Number", "value": True}
-        scored_by_version = {
-            "filter": f"filter:tasks:data.{self.version_field}",
-            "operator": "equal",
-            "type": "String",
-            "value": version_name(version),
-        }
+        scored = {"filter": "filter:tasks:predictions_score", "operator": "empty", "type": "Number", "value": False}
         view_id = self.studio.ensure_view(
             project_id,
             self.settings.queue_view_title,
             {
-                "ordering": [f"-tasks:data.{field}"],
-                "filters": {"conjunction": "and", "items": [unlabelled, scored_by_version]},
-                # keyed like the ordering: Label Studio orders numerically only then (data_manager/managers.py)
-                "columnsDisplayType": {f"tasks:data.{field}": "Number"},
+                "ordering": ["-tasks:predictions_score"],
+                "filters": {"conjunction": "and", "items": [unlabelled, scored]},
                 "hiddenColumns": {"explore": QUEUE_HIDDEN_COLUMNS, "labeling": QUEUE_HIDDEN_COLUMNS},
             },
         )

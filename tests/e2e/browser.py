@@ -145,7 +145,7 @@ return {
 #: The labeling editor has loaded a task: its region list has rows and its image has been decoded.
 EDITOR_READY_JS = """
 const image = document.querySelector('img[alt="' + arguments[0] + '"]');
-return document.querySelectorAll('.lsf-outliner .lsf-tree__node').length > 0
+return (!arguments[1] || document.querySelectorAll('.lsf-outliner .lsf-tree__node').length > 0)
   && !!image && image.complete && image.naturalWidth > 0;
 """
 
@@ -305,8 +305,11 @@ class Browser:
         except Exception as error:
             raise BrowserError(f"login as {username} failed; page {self.driver.current_url}") from error
 
-    def open_task(self, url: str, project_id: int, task_id: int, image_name: str = "image") -> float:
-        """Open a task in the labeling editor (Data Manager with ``?task=``); wait until its regions are listed.
+    def open_task(
+        self, url: str, project_id: int, task_id: int, image_name: str = "image", with_regions: bool = True
+    ) -> float:
+        """Open a task in the labeling editor (Data Manager with ``?task=``); wait until its image is shown and
+        (``with_regions``) its regions are listed.
 
         Returns the seconds the editor took to show them.
         """
@@ -316,7 +319,7 @@ class Browser:
         self.driver.get(f"{url.rstrip('/')}/projects/{project_id}/data?task={task_id}")
         try:
             WebDriverWait(self.driver, EDITOR_TIMEOUT_S, poll_frequency=0.25).until(
-                lambda driver: driver.execute_script(EDITOR_READY_JS, image_name)
+                lambda driver: driver.execute_script(EDITOR_READY_JS, image_name, with_regions)
             )
         except Exception as error:
             raise BrowserError(
@@ -375,6 +378,16 @@ class Browser:
 
     def annotation_tabs(self) -> list[AnnotationTab]:
         return [AnnotationTab(**tab) for tab in self.driver.execute_script(READ_TABS_JS)]
+
+    def click_image(self, x: float, y: float, image_name: str = "image") -> None:
+        """One mouse click on the task's image at ``(x, y)``, fractions of its width and height from the top left."""
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+
+        image = self.driver.find_element(By.CSS_SELECTOR, f'img[alt="{image_name}"]')
+        box = image.rect  # CSS pixels; the offset counts from the element's centre
+        offset = (round((x - 0.5) * box["width"]), round((y - 0.5) * box["height"]))
+        ActionChains(self.driver).move_to_element_with_offset(image, *offset).click().perform()
 
     def image_rect(self, image_name: str = "image") -> tuple[int, int, int, int]:
         """``(left, top, width, height)`` of the task's image on the page, in screenshot pixels."""

@@ -428,3 +428,51 @@ def test_a_dense_mask_region_is_relabelled_with_a_click_and_a_hotkey(
     config = parse_label_config(shown.project["label_config"])
     target = annotation_to_target(annotation["result"], config, height, width)
     assert np.all(target.labels[brush_mask(corrected, height, width)] == config.class_names.index(new))
+
+
+#: The simulation's whole-image annotator outlines each region as a polygon in an editor like this one.
+OUTLINE_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <PolygonLabels name="outline" toName="image">
+    <Label value="Road" hotkey="1"/><Label value="Car" hotkey="2"/>
+  </PolygonLabels>
+</View>"""
+
+
+def test_outlining_a_region_costs_its_vertices_a_class_hotkey_and_a_closing_click(
+    browser: Browser, label_studio: LabelStudio, studio: Studio, tiny_images: list[TinyImage]
+) -> None:
+    """What the simulation charges a whole image per region it outlines (the dense handler's ``select_actions``
+    besides one click per vertex): the class hotkey, a click per vertex, a click on the first vertex to close."""
+    import time
+
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from ls_al_backend.labeling.annotations import latest_annotation
+    from ls_al_backend.modes import QueryMode, handler_for
+
+    project = studio.create_project("outline (browser)", OUTLINE_CONFIG)
+    studio.import_images(project["id"], tiny_images[:1])
+    (task,) = studio.tasks(project["id"])
+    browser.open_task(label_studio.url, project["id"], task["id"], with_regions=False)
+    vertices = [(0.2, 0.2), (0.8, 0.25), (0.75, 0.8), (0.25, 0.7)]
+    browser.press("1")  # the class: Road
+    for x, y in [*vertices, vertices[0]]:  # every vertex, then the first again: the polygon closes
+        browser.click_image(x, y)
+        time.sleep(0.4)  # two quick clicks would read as a double click
+    actions = 1 + len(vertices) + 1
+    browser.press(Keys.CONTROL, Keys.ENTER)  # submit the task
+
+    def submitted() -> dict | None:
+        listed = next(item for item in studio.tasks(project["id"]) if item["id"] == task["id"])
+        return latest_annotation(listed)
+
+    annotation = WebDriverWait(browser.driver, 20, poll_frequency=0.2).until(lambda _: submitted())
+    (outline,) = annotation["result"]
+    assert outline["type"] == "polygonlabels" and outline["value"]["polygonlabels"] == ["Road"], outline
+    points = outline["value"]["points"]
+    assert len(points) == len(vertices), points
+    for (x, y), (px, py) in zip(vertices, points, strict=True):
+        assert abs(px - 100 * x) < 3 and abs(py - 100 * y) < 3, points  # percent of the image
+    assert actions - len(vertices) == handler_for(QueryMode.DENSE_BRUSH).select_actions, "the simulation's cost"

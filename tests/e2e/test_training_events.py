@@ -18,8 +18,6 @@ from tests.e2e.harness import LABEL_CONFIGS, ConfigTags, RunningBackend, Studio,
 
 EVENT_TIMEOUT_S = 15
 ROUND_TIMEOUT_S = 240
-#: The task data field that receives the acquisition score (the backend's default SCORE_FIELD).
-SCORE_FIELD = "al_score"
 
 
 @dataclass(frozen=True)
@@ -117,28 +115,31 @@ def test_a_training_round_scores_the_unlabelled_tasks(
     assert studio.get(f"/api/projects/{project_id}/")["model_version"] == version
     unlabelled = [task for task in studio.tasks(project_id) if task["id"] != submitted.task["id"]]
     assert unlabelled
+    predictions = {}  # task id -> this version's prediction, whose score is the acquisition score
     for task in unlabelled:
-        assert isinstance(task["data"].get(SCORE_FIELD), float), f"task {task['id']} data: {task['data']}"
-        assert task["data"].get(f"{SCORE_FIELD}_version") == version, task["data"]
-        assert version in [prediction["model_version"] for prediction in task["predictions"]], task["predictions"]
+        (predictions[task["id"]],) = [item for item in task["predictions"] if item["model_version"] == version]
+        assert isinstance(predictions[task["id"]]["score"], float), predictions[task["id"]]
+        assert set(task["data"]) == {"image"}, "task data is left alone"
 
     # the "Active learning queue" view, as Label Studio itself filters and orders it: this version's scores only
     view_id = job["result"]["view_id"]
-    queued = studio.get("/api/tasks/", params={"project": project_id, "view": view_id, "page_size": 100})["tasks"]
+
+    def queue() -> list[dict[str, Any]]:
+        return studio.get("/api/tasks/", params={"project": project_id, "view": view_id, "page_size": 100})["tasks"]
+
+    queued = queue()
     assert {task["id"] for task in queued} == {task["id"] for task in unlabelled}
-    scores = [task["data"][SCORE_FIELD] for task in queued]
-    assert scores == sorted(scores, reverse=True), "most informative first"
+    assert [task["predictions_score"] for task in queued] == sorted(
+        (predictions[task["id"]]["score"] for task in queued), reverse=True
+    ), "most informative first, by the Prediction score column"
+    served = studio.get(f"/api/projects/{project_id}/next", params={"view": view_id})
+    assert served["id"] == queued[0]["id"], "Label Tasks As Displayed serves the highest score first"
     # numeric order, not text order: as text "9e-05" sorts above "0.5"
-    low, high = (next(task for task in queued if task["id"] == listed["id"]) for listed in unlabelled[:2])
+    low, high = unlabelled[:2]
     for task, score in ((low, 9e-05), (high, 0.5)):
-        studio.request("PATCH", f"/api/tasks/{task['id']}/", json={"data": {**task["data"], SCORE_FIELD: score}})
-    queued = studio.get("/api/tasks/", params={"project": project_id, "view": view_id, "page_size": 100})["tasks"]
-    ids = [task["id"] for task in queued]
-    assert ids.index(high["id"]) < ids.index(low["id"]), [task["data"][SCORE_FIELD] for task in queued]
-    studio.request(
-        "PATCH",
-        f"/api/tasks/{unlabelled[0]['id']}/",
-        json={"data": {**unlabelled[0]["data"], f"{SCORE_FIELD}_version": "v999"}},
-    )
-    queued = studio.get("/api/tasks/", params={"project": project_id, "view": view_id, "page_size": 100})["tasks"]
-    assert unlabelled[0]["id"] not in {task["id"] for task in queued}, "a task scored by another version is not listed"
+        studio.request("PATCH", f"/api/predictions/{predictions[task['id']]['id']}/", json={"score": score})
+    ids = [task["id"] for task in queue()]
+    assert ids.index(high["id"]) < ids.index(low["id"]), [task["predictions_score"] for task in queue()]
+    other = {"model_version": "v999"}
+    studio.request("PATCH", f"/api/predictions/{predictions[low['id']]['id']}/", json=other)
+    assert low["id"] not in {task["id"] for task in queue()}, "a task scored by another version only is not listed"

@@ -33,20 +33,18 @@ def test_a_round_trains_a_new_version_and_writes_the_pool_order_back(tmp_path, s
 
     unlabelled = [4, 5, 6, 7]
     assert summary["scored"] == 4 and summary["failed"] == [] and summary["model_version"] == "v1"
-    for task_id in unlabelled:
-        score = studio.tasks[task_id]["data"]["al_score"]
-        assert 0.0 < score <= 1.0, "mean predictive entropy / ln C"
-        assert studio.tasks[task_id]["data"]["image"].startswith("/data/upload/"), "task data is kept whole"
     assert sorted(p["task"] for p in studio.predictions) == unlabelled
+    assert all(0.0 < p["score"] <= 1.0 for p in studio.predictions), "mean predictive entropy / ln C"
     assert {p["model_version"] for p in studio.predictions} == {"v1"}
     assert all(p["result"] for p in studio.predictions)
-    assert studio.projects[PROJECT] == {"model_version": "v1"}
+    assert not studio.calls("PATCH", "/api/tasks/"), "task data is left alone: the score is the prediction's"
+    assert studio.projects[PROJECT] == {"model_version": "v1"}, "the Prediction score column counts v1 only"
     (view,) = studio.views
     assert view["data"]["title"] == "Active learning queue"
-    assert view["data"]["ordering"] == ["-tasks:data.al_score"]
-    assert view["data"]["columnsDisplayType"] == {"tasks:data.al_score": "Number"}, "numeric ordering"
+    assert view["data"]["ordering"] == ["-tasks:predictions_score"]
     hidden = view["data"]["hiddenColumns"]["explore"]
-    assert "tasks:id" not in hidden and "tasks:data.al_score" not in hidden and "tasks:total_annotations" not in hidden
+    assert "tasks:id" not in hidden and "tasks:predictions_score" not in hidden
+    assert "tasks:total_annotations" not in hidden
     assert "tasks:annotations_results" in hidden and hidden == view["data"]["hiddenColumns"]["labeling"]
 
 
@@ -167,14 +165,12 @@ def test_an_interrupted_scoring_resumes_and_the_queue_lists_only_this_versions_s
     assert counts(first) == {"scored": 1, "failed": [6], "already_scored": 2}
     studio.tasks[6]["data"]["image"] = image
     assert counts(pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7])) == {"scored": 1, "failed": [], "already_scored": 3}
-    for task_id in (4, 5, 6, 7):
-        assert studio.tasks[task_id]["data"]["al_score_version"] == "v1"
+    assert sorted(p["task"] for p in studio.predictions if p["model_version"] == "v1") == [4, 5, 6, 7]
     assert len(studio.predictions) == 4, "one prediction per task and version"
     pipeline.publish(PROJECT, outcome.version)
     (view,) = studio.views
-    assert {"filter": "filter:tasks:data.al_score_version", "operator": "equal", "type": "String", "value": "v1"} in (
-        view["data"]["filters"]["items"]
-    )
+    scored = {"filter": "filter:tasks:predictions_score", "operator": "empty", "type": "Number", "value": False}
+    assert scored in view["data"]["filters"]["items"], "a Prediction score exists for the project's version only"
 
 
 def test_each_task_keeps_the_predictions_of_the_newest_versions_only(tmp_path, studio) -> None:
@@ -195,6 +191,15 @@ def test_a_batch_of_predictions_is_written_in_one_request(tmp_path, studio) -> N
         f"/api/projects/{PROJECT}/import/predictions"
     ], "the batch of 4 (INFERENCE_BATCH_SIZE 8) in one import"
     assert not studio.calls("POST", "/api/predictions/") and not studio.calls("GET", "/api/predictions/")
+    assert sorted(p["task"] for p in studio.predictions) == [4, 5, 6, 7]
+
+
+def test_a_chunk_is_written_in_one_import_whatever_its_inference_batches(tmp_path, studio) -> None:
+    """Label Studio refreshes every task's counters on each import: one call per chunk, not per batch."""
+    pipeline = Pipeline(job_settings(tmp_path, studio.url, inference_batch_size=1))
+    pipeline.train(PROJECT, DENSE_XML)
+    assert pipeline.score(PROJECT, DENSE_XML, [4, 5, 6, 7])["scored"] == 4
+    assert len(studio.calls("POST", f"/api/projects/{PROJECT}/import/predictions")) == 1, "4 batches, 1 import"
     assert sorted(p["task"] for p in studio.predictions) == [4, 5, 6, 7]
 
 
