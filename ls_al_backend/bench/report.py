@@ -225,6 +225,10 @@ def _megabytes(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.1f}"
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
 def _scale(result: dict[str, Any]) -> str:
     stored = result["stored_predictions"]
     intro = (
@@ -242,7 +246,7 @@ def _scale(result: dict[str, Any]) -> str:
     rows = [
         [r["round"], r["model_version"], r["workers"], r["threads_per_worker"], r["images"], r["failed"],
          r["seconds"], f"{r['images_per_s']:.2f}", _megabytes(r["ls_db_bytes"]),
-         " / ".join(str(r["stage_seconds"].get(stage, "-")) for stage in ("read", "network", "render", "write")),
+         " / ".join(_seconds(r["stage_seconds"].get(stage)) for stage in ("read", "network", "render", "write")),
          r.get("publish_s", "-"), ", ".join(f"{v} ({n})" for v, n in r.get("deleted_versions", {}).items()) or "-"]
         for r in result["rounds"]
     ]  # fmt: skip

@@ -177,7 +177,8 @@ def measure_scale(
             stages: dict[str, float] = {}
             for result in results:
                 for stage, value in result.get("seconds", {}).items():
-                    stages[stage] = round(stages.get(stage, 0.0) + value, 1)
+                    stages[stage] = stages.get(stage, 0.0) + value
+            stages = {stage: round(value, 3) for stage, value in stages.items()}  # a 5-task write is ~0.02 s
             rounds.append(
                 {
                     "round": round_index,
