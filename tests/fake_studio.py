@@ -145,9 +145,6 @@ class FakeStudio:
             return 200, {"tasks": tasks, "total": len(tasks)}
         if route == ("GET", "/api/tasks/<id>/"):
             return (200, self.tasks[number]) if number in self.tasks else (404, {"detail": "Not found."})
-        if route == ("PATCH", "/api/tasks/<id>/"):
-            self.tasks[number].update(body)
-            return 200, self.tasks[number]
         if route == ("GET", "/api/predictions/"):
             return 200, [p for p in self.predictions if str(p["task"]) == query.get("task")]
         if route == ("POST", "/api/predictions/"):

@@ -1,7 +1,7 @@
 """A stand-in for the few Label Studio routes that pool scoring calls, so the benchmark needs no Label Studio.
 
-:meth:`~ls_al_backend.jobs.pipeline.Pipeline.score` reads a chunk of tasks (``GET /api/tasks/``), then stores a
-batch's predictions, each with its acquisition score, in one request (``POST
+:meth:`~ls_al_backend.jobs.pipeline.Pipeline.score` reads a chunk of tasks (``GET /api/tasks/``), then stores the
+chunk's predictions, each with its acquisition score, in one request (``POST
 /api/projects/<id>/import/predictions``). This server answers exactly those, from memory, for any token. Images
 are not served: the tasks name local files, read through ``LOCAL_IMAGE_ROOTS``.
 """

@@ -299,7 +299,7 @@ class Pipeline:
                     predicted.append((task, prediction))
             report({"stage": "scoring", "predicted": len(predicted), "of": len(task_ids)})
         writing = time.perf_counter()
-        scored = len(self._write_predictions(project_id, predicted, failed))
+        scored = self._write_predictions(project_id, predicted, failed)
         seconds["write"] = time.perf_counter() - writing
         report({"stage": "scoring", "scored": scored, "of": len(task_ids)})
         stages = {stage: round(value, 3) for stage, value in seconds.items()}
@@ -307,24 +307,24 @@ class Pipeline:
 
     def _write_predictions(
         self, project_id: str, predicted: list[tuple[dict[str, Any], TaskPrediction]], failed: list[int]
-    ) -> list[tuple[dict[str, Any], TaskPrediction]]:
-        """Store the predictions in one bulk import; return the (task, prediction) pairs stored, adding the others'
-        ids to ``failed``. If the bulk import fails, each task is written on its own (updating a prediction of this
+    ) -> int:
+        """Store the predictions in one bulk import; return how many were stored, adding the others' ids to
+        ``failed``. If the bulk import fails, each task is written on its own (updating a prediction of this
         version that the failed import may have left), so one bad prediction never sinks the others. Old versions
         are deleted by :meth:`publish`."""
         if not predicted:
-            return []
+            return 0
         bodies = [{"task": int(task["id"]), **prediction.to_json()} for task, prediction in predicted]
         try:
             self.studio.import_predictions(project_id, bodies)
-            return predicted
+            return len(bodies)
         except StudioError as error:
             log.warning("bulk import of %d predictions failed (%s); writing them one by one", len(bodies), error)
-        stored = []
+        stored = 0
         for task, prediction in predicted:
             try:
                 self.studio.upsert_prediction(task["id"], prediction.result, prediction.score, prediction.model_version)
-                stored.append((task, prediction))
+                stored += 1
             except StudioError as error:
                 log.error("task %s: scoring failed: %s", task["id"], error)
                 failed.append(int(task["id"]))
