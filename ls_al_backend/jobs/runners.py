@@ -123,13 +123,15 @@ class EmbeddedRunner(JobRunner):
                 job["meta"].update(update)
 
             try:
-                job["result"] = run_round(self.pipeline(), job["project"], job["label_config"], report)
-                job["status"] = "finished"
+                outcome = {"result": run_round(self.pipeline(), job["project"], job["label_config"], report)}
+                status = "finished"
             except Exception:
                 log.exception("training job %s of project %s failed", job["id"], job["project"])
-                job["status"] = "failed"
-                job["error"] = traceback.format_exc()
-            job["ended_at"] = time.time()
+                outcome = {"error": traceback.format_exc()}
+                status = "failed"
+            # /jobs reads a job from another thread: it must never see an ended status without its result or error.
+            with self._lock:
+                job.update(outcome, ended_at=time.time(), status=status)
 
 
 def make_runner(backend) -> JobRunner:
