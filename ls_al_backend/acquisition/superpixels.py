@@ -123,6 +123,15 @@ def compute_superpixels(
     return relabel_contiguous(segment(rgb, count, params))
 
 
+def compact(labels: np.ndarray) -> np.ndarray:
+    """Non-negative labels in the smallest unsigned integer type that holds them (uint8 to uint64)."""
+    largest = int(labels.max()) if labels.size else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if largest <= np.iinfo(dtype).max:
+            return labels.astype(dtype)
+    return labels.astype(np.uint64)
+
+
 def image_digest(image: np.ndarray) -> str:
     """SHA-256 hex digest of an array's bytes, shape and dtype."""
     array = np.ascontiguousarray(image)
@@ -143,9 +152,12 @@ def cache_key(image: np.ndarray, method: str, region_size: int, n_segments: int 
 
 
 class SuperpixelCache:
-    """Thread-safe in-memory LRU of superpixel maps, plus an optional on-disk ``<key>.npy`` folder.
+    """Thread-safe in-memory LRU of superpixel maps, plus an optional on-disk ``<key>.npz`` folder.
 
-    Lookups return a copy, so callers may modify what they get. ``hits`` / ``misses`` count lookups.
+    Lookups return an int64 copy, so callers may modify what they get. ``hits`` / ``misses`` count lookups.
+    Maps are kept in the smallest unsigned integer type that holds their labels (uint16 for any realistic count)
+    and compressed on disk: a 480x360 SLIC map is about 8 KB there instead of 1.4 MB, so the default disk limit
+    holds the maps of a 100,000-image pool, not of 700 images.
     """
 
     def __init__(
@@ -183,31 +195,32 @@ class SuperpixelCache:
             if cached is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
-                return cached.copy()
-        path = None if self.directory is None else self.directory / f"{key}.npy"
+                return cached.astype(np.int64)
+        path = None if self.directory is None else self.directory / f"{key}.npz"
         labels = self._from_disk(path)
         if labels is not None:
             with self._lock:
                 self.hits += 1
         else:
-            labels = compute_superpixels(image, method, region_size, n_segments, **params)
+            labels = compact(compute_superpixels(image, method, region_size, n_segments, **params))
             with self._lock:
                 self.misses += 1
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                temporary = path.with_name(f"{path.stem}.{threading.get_ident()}.tmp.npy")
-                np.save(temporary, labels, allow_pickle=False)
+                temporary = path.with_name(f"{path.stem}.{threading.get_ident()}.tmp.npz")
+                np.savez_compressed(temporary, labels=labels)
                 temporary.replace(path)
                 self.disk_budget.added(path.stat().st_size)
         self._remember(key, labels)
-        return labels.copy()
+        return labels.astype(np.int64)
 
     def _from_disk(self, path: Path | None) -> np.ndarray | None:
         """The map stored at ``path`` (marked as just used), or None when absent (never stored, or pruned)."""
         if path is None:
             return None
         try:
-            labels = np.load(path, allow_pickle=False)
+            with np.load(path, allow_pickle=False) as stored:
+                labels = stored["labels"]
         except FileNotFoundError:
             return None
         self.disk_budget.used(path)

@@ -11,6 +11,7 @@ from ls_al_backend.acquisition.superpixels import (
     SUPERPIXEL_METHODS,
     SuperpixelCache,
     cache_key,
+    compact,
     compute_superpixels,
     relabel_contiguous,
     target_segments,
@@ -67,10 +68,21 @@ def test_cache_hit_returns_identical_array(tmp_path) -> None:
     second = cache.get(image, "slic", 8)
     assert (cache.hits, cache.misses) == (1, 1)
     assert np.array_equal(second, compute_superpixels(image, "slic", 8))
-    files = list(tmp_path.glob("*.npy"))
+    files = list(tmp_path.glob("*.npz"))
     assert len(files) == 1
     fresh = SuperpixelCache(directory=tmp_path)  # served from disk
     assert np.array_equal(fresh.get(image, "slic", 8), second) and fresh.hits == 1 and fresh.misses == 0
+    assert second.dtype == fresh.get(image, "slic", 8).dtype == np.int64, "callers get int64 labels from every path"
+
+
+def test_maps_are_stored_in_the_smallest_unsigned_type_and_compressed(tmp_path) -> None:
+    assert compact(np.array([0, 255])).dtype == np.uint8
+    assert compact(np.array([0, 256])).dtype == np.uint16
+    assert compact(np.array([0, 70_000])).dtype == np.uint32
+    image = smooth_image(96, 128)
+    labels = SuperpixelCache(directory=tmp_path).get(image, "slic", 8)
+    (stored,) = tmp_path.glob("*.npz")
+    assert stored.stat().st_size < labels.nbytes / 20, "a compressed map is a small fraction of its int64 array"
 
 
 def test_cache_key_depends_on_image_method_and_params() -> None:
@@ -101,7 +113,7 @@ def test_the_disk_cache_stays_under_its_limit(tmp_path) -> None:
     images = [smooth_image(32, 40, seed) for seed in range(8)]
     one_file = SuperpixelCache(directory=tmp_path / "probe")
     one_file.get(images[0], "slic", 8)
-    (probe,) = (tmp_path / "probe").glob("*.npy")
+    (probe,) = (tmp_path / "probe").glob("*.npz")
     limit = 3 * probe.stat().st_size
     cache = SuperpixelCache(max_items=0, directory=tmp_path / "cache", max_disk_bytes=limit)
     for image in images:
