@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ls_al_backend.model.network import NetworkSpec, SegmentationNet, build_network
+from ls_al_backend.model.network import NetworkSpec, SegmentationNet, build_network, fold_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,8 @@ class ModelStore:
 
 
 class ModelCache:
-    """Loaded networks of the web process: one per project, reloaded when a newer version appears on disk."""
+    """Loaded networks of the web process: one per project, reloaded when a newer version appears on disk.
+    They serve inference only, with their BatchNorms folded into the convolutions (:func:`fold_batchnorm`)."""
 
     def __init__(self, store: ModelStore, base_spec: NetworkSpec, device: torch.device):
         self.store = store
@@ -183,7 +184,7 @@ class ModelCache:
                 net = SegmentationNet(checkpoint.spec)
                 net.load_state_dict(checkpoint.state_dict)
                 log.info("project %s: serving model %s", project_id, version_name(checkpoint.version))
-                return net.to(self.device).eval(), checkpoint.version, checkpoint.metadata
+                return fold_batchnorm(net.to(self.device).eval()), checkpoint.version, checkpoint.metadata
             log.warning(
                 "project %s: checkpoint %s was trained for classes %s, the label config has %s; serving v0",
                 project_id,
@@ -193,4 +194,4 @@ class ModelCache:
             )
         spec = dataclasses.replace(self.base_spec, num_classes=len(class_names))
         net = build_network(spec)
-        return net.to(self.device).eval(), 0, {}
+        return fold_batchnorm(net.to(self.device).eval()), 0, {}

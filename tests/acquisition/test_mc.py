@@ -95,4 +95,6 @@ def test_image_predicted_is_the_full_resolution_deterministic_argmax() -> None:
     summary.image_size = (8, 8)
     assert summary.image_predicted.shape == (8, 8), "without deterministic: the resized MC mean's argmax"
     summary.deterministic = torch.softmax(torch.randn(4, 8, 8), dim=0)
+    summary.deterministic[:, 0, 0] = 0.25  # an exact tie: class 0, as torch.argmax
     assert torch.equal(summary.image_predicted, summary.deterministic.argmax(dim=0))
+    assert summary.image_predicted[0, 0] == 0

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
-from ls_al_backend.model.network import NetworkSpec, PretrainedWeightsError, build_network
+from ls_al_backend.model.network import NetworkSpec, PretrainedWeightsError, build_network, dropout, fold_batchnorm
 from ls_al_backend.model.pretrained import efficientnet_lite0_state_dict, map_state_dict
 
 SPEC = NetworkSpec(arch="Unet", encoder="timm-tf_efficientnet_lite0", num_classes=3, head_dropout=0.5)
@@ -58,3 +60,61 @@ def test_only_the_head_is_stochastic(net) -> None:
     b = net.head(features, (64, 64), stochastic=True)
     assert not torch.equal(a, b)
     assert torch.equal(net.head(features, (64, 64)), net.head(features, (64, 64)))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5])
+def test_dropout_zeroes_a_share_p_and_keeps_the_mean(p: float) -> None:
+    torch.manual_seed(0)
+    features = torch.full((20, 16, 32, 32), 2.0)  # 327,680 elements: the share is within 0.005 of p
+    dropped = dropout(features, p)
+    kept = dropped != 0
+    assert abs(1.0 - kept.float().mean().item() - p) < 0.005
+    assert torch.allclose(dropped[kept], torch.tensor(2.0 / (1.0 - p))), "survivors scaled by 1 / (1 - p)"
+    assert abs(dropped.mean().item() - 2.0) < 0.02, "the expectation is unchanged, as F.dropout's"
+
+
+def test_dropout_of_zero_is_the_identity_and_of_one_all_zeros() -> None:
+    features = torch.randn(2, 3, 4, 4)
+    assert dropout(features, 0.0) is features
+    assert torch.equal(dropout(features, 1.0), torch.zeros_like(features))
+
+
+def test_dropout_draws_from_the_torch_generator() -> None:
+    features = torch.ones(4, 8, 8)
+    torch.manual_seed(7)
+    first = dropout(features, 0.5)
+    torch.manual_seed(7)
+    assert torch.equal(first, dropout(features, 0.5)), "seeded runs repeat"
+
+
+def test_folding_batchnorm_keeps_the_logits_and_leaves_the_network_alone(net) -> None:
+    trained_like = copy.deepcopy(net)
+    generator = torch.Generator().manual_seed(0)
+    for module in trained_like.modules():  # running statistics away from their initial 0 / 1
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1.0, 1.0, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+    before = {name: value.clone() for name, value in trained_like.state_dict().items()}
+    folded = fold_batchnorm(trained_like)
+    assert folded is not trained_like and not folded.training
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in folded.encoder.modules())
+    images = torch.randn(2, 3, 64, 96).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected, actual = trained_like.eval()(images), folded(images)
+    assert torch.allclose(actual, expected, atol=1e-4, rtol=1e-4)
+    assert folded.output_stride == trained_like.output_stride == 32
+    after = trained_like.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before), "the original keeps its weights"
+
+
+def test_a_network_that_cannot_be_traced_is_served_unfolded(net, caplog) -> None:
+    class Untraceable(torch.nn.Module):
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            if images.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
+                return images
+            return -images
+
+    untraceable = copy.deepcopy(net)
+    untraceable.decoder = Untraceable()
+    assert fold_batchnorm(untraceable) is untraceable
+    assert "BatchNorm not folded" in caplog.text
