@@ -95,6 +95,10 @@ def test_invariant_to_class_permutation(probs: torch.Tensor, data: st.DataObject
             a = balanced_entropy_from_moments(probs.double().mean(0), probs.double().var(0, unbiased=False))
             permuted_probs = probs[:, perm].double()
             b = balanced_entropy_from_moments(permuted_probs.mean(0), permuted_probs.var(0, unbiased=False))
+        if name == "variation_ratio":  # a sample's vote at an exact tie goes to the first class, which permuting moves
+            top2 = probs.topk(2, dim=1).values
+            untied = (top2[:, 0] > top2[:, 1]).all(dim=0)
+            a, b = a[untied], b[untied]
         rtol = 1e-4 if name == "balanced_entropy" else 1e-5
         torch.testing.assert_close(a, b, atol=2e-5, rtol=rtol, msg=name)
 
