@@ -288,8 +288,8 @@ def summary_table(paths: Iterable[str | Path]) -> str:
             f"baseline at the same round): best acquisition strategy {goal['best_strategy']}, round "
             f"{goal['round']} ({goal['clicks']:g} clicks, {100 * goal['click_share_of_full']:.2f}% of full), "
             f"{100 * goal['miou_mean']:.1f} mIoU = {100 * goal['share_of_reference']:.0f}% of the reference; gaps: "
-            f"{gaps or 'no baseline finished'}; **{'met' if goal['met'] else 'not met'}** (it needs at least 2 seeds "
-            "of each).",
+            f"{gaps or 'no baseline finished'}; **{'met' if goal['met'] else 'not met'}** (a gap counts only with at "
+            "least 2 seeds on both sides).",
         ]
     lines += actions_table(summary)
     lines += per_class_table(summary)
