@@ -166,6 +166,7 @@ class ModelCache:
             if cached is not None and cached[0] == latest and cached[1] == class_names:
                 return cached[2], cached[3]
             net, version, metadata = self._build(project_id, class_names, latest)
+            net = fold_batchnorm(net)
             self._entries[project_id] = (latest, class_names, net, version)
             self._metadata[project_id] = metadata
             return net, version
@@ -184,7 +185,7 @@ class ModelCache:
                 net = SegmentationNet(checkpoint.spec)
                 net.load_state_dict(checkpoint.state_dict)
                 log.info("project %s: serving model %s", project_id, version_name(checkpoint.version))
-                return fold_batchnorm(net.to(self.device).eval()), checkpoint.version, checkpoint.metadata
+                return net.to(self.device).eval(), checkpoint.version, checkpoint.metadata
             log.warning(
                 "project %s: checkpoint %s was trained for classes %s, the label config has %s; serving v0",
                 project_id,
@@ -194,4 +195,4 @@ class ModelCache:
             )
         spec = dataclasses.replace(self.base_spec, num_classes=len(class_names))
         net = build_network(spec)
-        return fold_batchnorm(net.to(self.device).eval()), 0, {}
+        return net.to(self.device).eval(), 0, {}
