@@ -10,14 +10,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
-from ls_al_backend.acquisition.api import AcquisitionConfig, score_image
+from ls_al_backend.acquisition.api import NO_SUPERPIXELS, AcquisitionConfig, score_image
 from ls_al_backend.acquisition.heuristics import heuristic_maximum
 from ls_al_backend.acquisition.mc import MCSummary
 from ls_al_backend.acquisition.pool import PoolStatistics, pool_statistics
@@ -81,6 +82,11 @@ class Backend:
             encoder_weights=settings.encoder_weights,
         )
         self.device = select_device(settings.device)
+        #: Read the next batch in a second thread while the network runs (:meth:`predict`): on CUDA, where the
+        #: network leaves the CPU free. On a CPU the network's threads already keep the cores busy: measured on 2
+        #: cores (benchmarks/scale/read-ahead-ab/), reading ahead gained nothing with one worker and cost up to
+        #: 10% with two.
+        self.read_ahead = self.device.type == "cuda"
         self.cache = ModelCache(self.models, base_spec, self.device)
         self.superpixels = SuperpixelCache(
             directory=settings.superpixel_cache_dir, max_disk_bytes=round(settings.superpixel_cache_max_mb * 1e6)
@@ -128,47 +134,94 @@ class Backend:
         project_id: str | None,
         acquisition: AcquisitionConfig | None = None,
         seconds: dict[str, float] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> list[TaskPrediction]:
         """One prediction per task, same order. A task that fails gets an empty result; the others go on.
 
-        Tasks go ``INFERENCE_BATCH_SIZE`` at a time: their images are read, run through the network together
-        (:func:`mc_dropout_batch`), then scored and rendered one by one. ``seconds``, if given, accumulates the
-        wall time of each stage: ``read`` (images), ``network`` (MC dropout), ``render`` (acquisition, regions,
-        results).
+        Tasks go ``INFERENCE_BATCH_SIZE`` at a time: their images are read (decoded, and their superpixels computed
+        into the superpixel cache), run through the network together (:func:`mc_dropout_batch`), then scored and
+        rendered one by one. With :attr:`read_ahead` a second thread reads the next batch while the network runs
+        this one. ``seconds``, if given, accumulates the wall time of each stage: ``read``, ``network``, ``render``
+        (reading ahead overlaps the other two). ``progress``, if given, is called in the calling thread with the
+        number of tasks done after each batch (an exception it raises stops the call).
         """
         seconds = {} if seconds is None else seconds
         acquisition = acquisition or self.acquisition_config(config)
         net, version = self.cache.get(project_id or "_adhoc", config.class_names)
         statistics = self.cache.metadata(project_id or "_adhoc").get("pool_statistics")
         pool = PoolStatistics.from_dict(statistics).as_scoring_arguments() if statistics else {}
-        model_version = version_name(version)
-        failed = TaskPrediction([], 0.0, model_version, failed=True)
-        predictions: list[TaskPrediction] = []
         batch_size = self.settings.inference_batch_size
-        for start in range(0, len(tasks), batch_size):
+        batches = [tasks[start : start + batch_size] for start in range(0, len(tasks), batch_size)]
+
+        def timed(stage: str, function: Callable[..., Any], *arguments: Any) -> Any:
             started = time.perf_counter()
-            batch = tasks[start : start + batch_size]
-            images = [self._task_image(task, config) for task in batch]  # None where it cannot be read
-            readable = [(task, image) for task, image in zip(batch, images, strict=True) if image is not None]
-            read = time.perf_counter()
-            summaries = self._summaries(net, readable)
-            inferred = time.perf_counter()
-            rendered = {}
-            for (task, (image, analysed)), summary in zip(readable, summaries, strict=True):
-                if summary is None:
-                    continue
-                try:
-                    rendered[id(task)] = self._render(
-                        task, config, acquisition, image, analysed, summary, version, pool
-                    )
-                except Exception:
-                    log.exception("task %s: prediction failed", task.get("id"))
-            predictions += [rendered.get(id(task), failed) for task in batch]
-            done = time.perf_counter()
-            for stage, elapsed in (("read", read - started), ("network", inferred - read), ("render", done - inferred)):
-                seconds[stage] = seconds.get(stage, 0.0) + elapsed
-            log.info("%d task(s) predicted in %.2f s", len(batch), done - started)
+            try:
+                return function(*arguments)
+            finally:
+                seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
+
+        def read(batch: list[dict[str, Any]]) -> list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]]:
+            return timed("read", self._read_batch, batch, config, acquisition)
+
+        predictions: list[TaskPrediction] = []
+        with ThreadPoolExecutor(1, "ls-al-read") as reader:  # its thread starts only if something is submitted
+            ahead = None
+            for index, batch in enumerate(batches):
+                readable = read(batch) if ahead is None else ahead.result()
+                ahead = (
+                    reader.submit(read, batches[index + 1]) if self.read_ahead and index + 1 < len(batches) else None
+                )
+                summaries = timed("network", self._summaries, net, readable)
+                predictions += timed(
+                    "render", self._render_batch, batch, readable, summaries, config, acquisition, version, pool
+                )
+                log.info("%d of %d task(s) predicted", len(predictions), len(tasks))
+                if progress is not None:
+                    progress(len(predictions))
         return predictions
+
+    def _read_batch(
+        self, batch: list[dict[str, Any]], config: LabelConfig, acquisition: AcquisitionConfig
+    ) -> list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]]:
+        """The (task, (image, analysed)) pairs of the tasks whose image could be read (the others are logged), their
+        superpixels computed into the cache where the acquisition uses superpixels."""
+        readable = []
+        for task in batch:
+            image = self._task_image(task, config)
+            if image is None:
+                continue
+            readable.append((task, image))
+            if acquisition.superpixel_method == NO_SUPERPIXELS:
+                continue
+            try:
+                self.superpixels.get(
+                    image[1], acquisition.superpixel_method, acquisition.superpixel_size, acquisition.superpixel_count
+                )
+            except Exception:  # rendering computes them again and fails only this task
+                log.exception("task %s: computing its superpixels failed", task.get("id"))
+        return readable
+
+    def _render_batch(
+        self,
+        batch: list[dict[str, Any]],
+        readable: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]],
+        summaries: list[MCSummary | None],
+        config: LabelConfig,
+        acquisition: AcquisitionConfig,
+        version: int,
+        pool: dict[str, Any],
+    ) -> list[TaskPrediction]:
+        """One prediction per task of ``batch``: rendered where its image was read and summarised, else failed."""
+        rendered = {}
+        for (task, (image, analysed)), summary in zip(readable, summaries, strict=True):
+            if summary is None:
+                continue
+            try:
+                rendered[id(task)] = self._render(task, config, acquisition, image, analysed, summary, version, pool)
+            except Exception:
+                log.exception("task %s: prediction failed", task.get("id"))
+        failed = TaskPrediction([], 0.0, version_name(version), failed=True)
+        return [rendered.get(id(task), failed) for task in batch]
 
     def _task_image(self, task: dict[str, Any], config: LabelConfig) -> tuple[np.ndarray, np.ndarray] | None:
         """The task's image and its analysis-grid copy (``ANALYSIS_MAX_SIDE``); None, logged, if unreadable."""

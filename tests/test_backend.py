@@ -1,14 +1,17 @@
 """The backend's operations without HTTP: every query mode has acquisition defaults, training needs a runner,
-large images are analysed on a bounded grid, and what a prediction draws leaves the photo visible (no masks from
-the untrained v0, none in the query modes)."""
+large images are analysed on a bounded grid, what a prediction draws leaves the photo visible (no masks from
+the untrained v0, none in the query modes), and reading the next batch while the network runs changes no
+prediction."""
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ls_al_backend.acquisition.api import AcquisitionConfig
 from ls_al_backend.backend import Backend, analysis_image
@@ -89,3 +92,60 @@ def test_the_class_masks_and_the_overlay_follow_their_settings(settings: Setting
     assert predicted_tags(hidden, "dense_brush", small_image_path, project="2")[0] == {"uncertainty"}
     with pytest.raises(ConfigError, match="CLASS_MASKS must be one of auto, on, off"):
         Settings.from_env({"CLASS_MASKS": "faint"})
+
+
+def without_region_ids(predictions: list) -> list:
+    """Predictions with each result's random region id (and the id its choices refer to) left out."""
+    return [
+        (prediction.score, prediction.failed, [{**r, "id": None} for r in prediction.result])
+        for prediction in predictions
+    ]
+
+
+def test_reading_ahead_changes_no_prediction_and_no_task_order(
+    settings: Settings, small_image_path: Path, tmp_path: Path
+) -> None:
+    backend = Backend(dataclasses.replace(settings, inference_batch_size=2))
+    config = parse_label_config((REPO_ROOT / "label_configs" / "superpixel_dominant.xml").read_text())
+    publish_a_version(backend, "1", "superpixel_dominant")
+    images = [small_image_path, small_image_path, tmp_path / "missing.png", small_image_path, small_image_path]
+    tasks = [{"id": number, "data": {"image": str(image)}} for number, image in enumerate(images, start=1)]
+    backend.predict(tasks[:1], config, "1")  # loads the version (loading draws random numbers)
+    answers, seconds = {}, {}
+    for read_ahead in (False, True):
+        backend.read_ahead = read_ahead
+        torch.manual_seed(0)
+        answers[read_ahead] = backend.predict(tasks, config, "1", seconds=seconds.setdefault(read_ahead, {}))
+    assert without_region_ids(answers[True]) == without_region_ids(answers[False]), "the dropout draws keep their order"
+    assert [prediction.failed for prediction in answers[True]] == [False, False, True, False, False]
+    assert len({prediction.score for prediction in answers[True] if not prediction.failed}) > 1, "MC samples differ"
+    assert all(set(stages) == {"read", "network", "render"} for stages in seconds.values())
+
+
+def test_with_read_ahead_the_next_batch_is_read_while_the_network_runs(
+    settings: Settings, small_image_path: Path
+) -> None:
+    backend = Backend(dataclasses.replace(settings, inference_batch_size=1))
+    assert backend.read_ahead is (backend.device.type == "cuda"), "on a CPU the network keeps the cores busy"
+    backend.read_ahead = True
+    config = parse_label_config((REPO_ROOT / "label_configs" / "superpixel_dominant.xml").read_text())
+    second_read_started = threading.Event()
+    summaries, read_batch = backend._summaries, backend._read_batch
+    network_calls = []
+
+    def network(net, readable):
+        network_calls.append(readable[0][0]["id"])
+        if network_calls == [1]:
+            assert second_read_started.wait(60), "task 2 was not read while task 1 was in the network"
+        return summaries(net, readable)
+
+    def read(batch, *arguments):
+        if batch[0]["id"] == 2:
+            second_read_started.set()
+        return read_batch(batch, *arguments)
+
+    backend._summaries, backend._read_batch = network, read
+    tasks = [{"id": number, "data": {"image": str(small_image_path)}} for number in (1, 2, 3)]
+    predictions = backend.predict(tasks, config, "1")
+    assert network_calls == [1, 2, 3] and not any(prediction.failed for prediction in predictions)
+    assert backend.superpixels.misses == 1, "one image: its superpixels computed by the first read, then cached"

@@ -262,16 +262,17 @@ class Pipeline:
     def score(
         self, project_id: str, label_config_xml: str, task_ids: list[int], report: Report = _no_report
     ) -> dict[str, Any]:
-        """Predict the given tasks (one chunk) with the newest version, in batches of ``INFERENCE_BATCH_SIZE``, and
-        store the predictions in Label Studio in one import at the end, the acquisition score as each prediction's
-        ``score`` (higher = more informative; the queue orders by it). One import per chunk, because Label Studio
+        """Predict the given tasks (one chunk) with the newest version in one :meth:`Backend.predict` call (batches
+        of ``INFERENCE_BATCH_SIZE`` whose reading, network and rendering overlap), and store the predictions in
+        Label Studio in one import at the end, the acquisition score as each prediction's ``score`` (higher = more
+        informative; the queue orders by it). One import per chunk, because Label Studio
         1.23.2 refreshes the counters of every task of the project on each import: its cost per call grows with
         the project, so fewer calls are what makes a large pool cheap to write.
 
         A task is done when it holds this version's prediction: a rerun skips done tasks, so an interrupted
         scoring resumes. Returns ``{"scored", "failed": [task ids], "already_scored", "seconds"}``, ``seconds`` the
-        wall time of each stage: ``read``, ``network``, ``render`` (:meth:`Backend.predict`) and ``write`` (the
-        predictions to Label Studio); reading the task list is in none of them.
+        wall time of each stage: ``read``, ``network``, ``render`` (:meth:`Backend.predict`, overlapping) and
+        ``write`` (the predictions to Label Studio); reading the task list is in none of them.
         """
         config = parse_label_config(label_config_xml)
         version = version_name(self.backend.cache.get(project_id, config.class_names)[1])
@@ -287,17 +288,19 @@ class Pipeline:
                 pending.append(tasks[task_id])
         seconds: dict[str, float] = {}
         predicted: list[tuple[dict[str, Any], TaskPrediction]] = []
-        batch_size = self.settings.inference_batch_size
-        for start in range(0, len(pending), batch_size):
-            batch = pending[start : start + batch_size]
-            predictions = self.backend.predict(batch, config, project_id, seconds=seconds)
-            for task, prediction in zip(batch, predictions, strict=True):
-                if prediction.failed:
-                    log.error("task %s: scoring failed: no prediction (see the log for the reason)", task["id"])
-                    failed.append(int(task["id"]))
-                else:
-                    predicted.append((task, prediction))
-            report({"stage": "scoring", "predicted": len(predicted), "of": len(task_ids)})
+        predictions = self.backend.predict(
+            pending,
+            config,
+            project_id,
+            seconds=seconds,
+            progress=lambda done: report({"stage": "scoring", "predicted": done, "of": len(task_ids)}),
+        )
+        for task, prediction in zip(pending, predictions, strict=True):
+            if prediction.failed:
+                log.error("task %s: scoring failed: no prediction (see the log for the reason)", task["id"])
+                failed.append(int(task["id"]))
+            else:
+                predicted.append((task, prediction))
         writing = time.perf_counter()
         scored = self._write_predictions(project_id, predicted, failed)
         seconds["write"] = time.perf_counter() - writing

@@ -203,6 +203,16 @@ def test_a_chunk_is_written_in_one_import_whatever_its_inference_batches(tmp_pat
     assert sorted(p["task"] for p in studio.predictions) == [4, 5, 6, 7]
 
 
+def test_scoring_reports_its_progress_after_every_inference_batch(tmp_path, studio) -> None:
+    pipeline = Pipeline(job_settings(tmp_path, studio.url, inference_batch_size=2))
+    pipeline.train(PROJECT, DENSE_XML)
+    updates = []
+    pipeline.score(PROJECT, DENSE_XML, [3, 4, 5, 6, 7], updates.append)
+    progress = [(update["predicted"], update["of"]) for update in updates if "predicted" in update]
+    assert progress == [(2, 5), (4, 5), (5, 5)]
+    assert updates[-1] == {"stage": "scoring", "scored": 5, "of": 5}
+
+
 def test_a_refused_bulk_import_falls_back_to_one_request_per_task(tmp_path, studio) -> None:
     pipeline = Pipeline(job_settings(tmp_path, studio.url))
     pipeline.train(PROJECT, DENSE_XML)
