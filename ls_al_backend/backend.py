@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 TRAINING_ACTION = "START_TRAINING"
 
+#: A task whose image was read: ``(task, (image, analysed))``, the ``[H, W, 3]`` uint8 image and its copy on the
+#: analysis grid (:func:`analysis_image`).
+ReadTask = tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]
+
 
 class TrainingRequests(Protocol):
     """What the backend asks of a job runner (:class:`ls_al_backend.jobs.runners.JobRunner` provides it)."""
@@ -160,7 +164,7 @@ class Backend:
             finally:
                 seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
 
-        def read(batch: list[dict[str, Any]]) -> list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]]:
+        def read(batch: list[dict[str, Any]]) -> list[ReadTask]:
             return timed("read", self._read_batch, batch, config, acquisition)
 
         predictions: list[TaskPrediction] = []
@@ -182,7 +186,7 @@ class Backend:
 
     def _read_batch(
         self, batch: list[dict[str, Any]], config: LabelConfig, acquisition: AcquisitionConfig
-    ) -> list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]]:
+    ) -> list[ReadTask]:
         """The (task, (image, analysed)) pairs of the tasks whose image could be read (the others are logged), their
         superpixels computed into the cache where the acquisition uses superpixels."""
         readable = []
@@ -204,7 +208,7 @@ class Backend:
     def _render_batch(
         self,
         batch: list[dict[str, Any]],
-        readable: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]],
+        readable: list[ReadTask],
         summaries: list[MCSummary | None],
         config: LabelConfig,
         acquisition: AcquisitionConfig,
@@ -238,9 +242,7 @@ class Backend:
             return None
         return image, analysis_image(image, self.settings.analysis_max_side)  # bounds the memory of what follows
 
-    def _summaries(
-        self, net: SegmentationNet, readable: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]]
-    ) -> list[MCSummary | None]:
+    def _summaries(self, net: SegmentationNet, readable: list[ReadTask]) -> list[MCSummary | None]:
         """MC summaries of (task, (image, analysed)) pairs, on the analysed images; if the batch fails, image by
         image, so one bad image sinks only its task (None)."""
         images = [analysed for _, (_, analysed) in readable]
