@@ -7,6 +7,10 @@ Redis keys per project (``lsal:<project>:...``):
   by a heartbeat, so a worker killed with SIGKILL frees the project after ``TRAINING_LOCK_TTL_S``;
 - ``enqueue``: a short lock that makes "fold or enqueue" atomic across web processes.
 
+and one per queue, ``lsal:queue:<queue>:jobs``: the ids of its newest jobs, scored by the time they were enqueued,
+which ``/jobs`` lists. RQ's own registries cannot be read as one listing: a job a worker has just popped off the
+queue is, for a moment, in none of them.
+
 After training, the job enqueues the pool scoring in chunks (any worker takes them) and a publish
 job that runs when every chunk has ended.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from redis import Redis
@@ -45,6 +50,20 @@ def job_queue(settings: Settings, connection: Redis) -> Queue:
     return Queue(settings.queue_name, connection=connection)
 
 
+def _index_key(queue: Queue) -> str:
+    return f"lsal:queue:{queue.name}:jobs"
+
+
+def enqueue(queue: Queue, function, *args: Any, **options: Any) -> Job:
+    """``queue.enqueue`` that also records the job in the queue's job index (newest ``MAX_JOBS_LISTED`` kept)."""
+    job = queue.enqueue(function, *args, **options)
+    index = queue.connection.pipeline()
+    index.zadd(_index_key(queue), {job.id: time.time()})
+    index.zremrangebyrank(_index_key(queue), 0, -MAX_JOBS_LISTED - 1)
+    index.execute()
+    return job
+
+
 class RedisRunner(JobRunner):
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -64,7 +83,8 @@ class RedisRunner(JobRunner):
                     job.meta["label_config"] = label_config_xml
                     job.save_meta()
                     return {"job_id": job.id, "coalesced": True}
-            job = self.queue.enqueue(
+            job = enqueue(
+                self.queue,
                 train_job,
                 project_id,
                 job_timeout=JOB_TIMEOUT_S,
@@ -82,17 +102,12 @@ class RedisRunner(JobRunner):
             return {"job_id": job.id, "coalesced": False}
 
     def jobs(self) -> list[dict[str, Any]]:
-        registries = [
-            self.queue.get_job_ids(),
-            self.queue.started_job_registry.get_job_ids(),
-            self.queue.deferred_job_registry.get_job_ids(),
-            self.queue.finished_job_registry.get_job_ids(),
-            self.queue.failed_job_registry.get_job_ids(),
-        ]
-        ids = list(dict.fromkeys(job_id for ids in registries for job_id in ids))
-        jobs = [job for job in Job.fetch_many(ids, connection=self.connection) if job is not None]
-        jobs.sort(key=lambda job: job.enqueued_at.timestamp() if job.enqueued_at else 0, reverse=True)
-        return [describe(job) for job in jobs[:MAX_JOBS_LISTED]]
+        ids = [job_id.decode() for job_id in self.connection.zrevrange(_index_key(self.queue), 0, MAX_JOBS_LISTED - 1)]
+        jobs = Job.fetch_many(ids, connection=self.connection)
+        expired = [job_id for job_id, job in zip(ids, jobs, strict=True) if job is None]  # their results' TTL ran out
+        if expired:
+            self.connection.zrem(_index_key(self.queue), *expired)
+        return [describe(job) for job in jobs if job is not None]
 
 
 def describe(job: Job) -> dict[str, Any]:
@@ -208,7 +223,8 @@ def train_job(project_id: str) -> dict[str, Any]:
             chunk_jobs = enqueue_scoring(
                 queue, project_id, label_config_xml, outcome.unlabelled_task_ids, settings.score_chunk_size
             )
-            publish = queue.enqueue(
+            publish = enqueue(
+                queue,
                 publish_job,
                 project_id,
                 outcome.version,
@@ -235,7 +251,8 @@ def enqueue_scoring(
 ) -> list[Job]:
     """One :func:`score_job` per chunk of at most ``chunk_size`` tasks; any worker on the queue takes them."""
     return [
-        queue.enqueue(
+        enqueue(
+            queue,
             score_job,
             project_id,
             label_config_xml,

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 
 from ls_al_backend.backend import Backend
-from ls_al_backend.jobs.rq_jobs import LockLost, _Heartbeat
+from ls_al_backend.jobs.rq_jobs import LockLost, RedisRunner, _Heartbeat, enqueue, publish_job
 from ls_al_backend.model.store import ModelStore
 from ls_al_backend.server import create_app
 from tests.jobs.conftest import DENSE_XML, PROJECT, job_settings
@@ -34,6 +35,7 @@ def redis_settings(tmp_path, studio):
     for key in connection.scan_iter(f"lsal:{PROJECT}:*"):
         connection.delete(key)
     Queue(queue_name, connection=connection).empty()
+    connection.delete(f"lsal:queue:{queue_name}:jobs")
 
 
 def worker_env(settings) -> dict[str, str]:
@@ -94,6 +96,22 @@ def test_a_webhook_storm_becomes_one_job_and_two_workers_finish_the_round(redis_
     assert client.get("/versions").get_json() == {"versions": ["v0", "v1"]}
 
 
+def test_jobs_lists_a_job_that_a_worker_has_popped_off_the_queue_before_it_enters_a_registry(redis_settings) -> None:
+    runner = RedisRunner(redis_settings)
+    job_id = runner.request_training(PROJECT, DENSE_XML, "test")["job_id"]
+    runner.queue.remove(job_id)  # what RQ's dequeue does, a moment before it adds the job to its started registry
+    assert [job["id"] for job in runner.jobs()] == [job_id]
+
+
+def test_jobs_lists_the_newest_jobs_first_and_forgets_the_expired_ones(redis_settings) -> None:
+    runner = RedisRunner(redis_settings)
+    ids = [enqueue(runner.queue, publish_job, f"project-{n}", 1).id for n in range(3)]
+    assert [job["id"] for job in runner.jobs()] == ids[::-1]
+    Job.fetch(ids[1], connection=runner.connection).delete()  # as when its result's TTL runs out
+    assert [job["id"] for job in runner.jobs()] == [ids[2], ids[0]]
+    assert runner.connection.zcard(f"lsal:queue:{runner.queue.name}:jobs") == 2
+
+
 def test_a_worker_killed_mid_training_leaves_the_served_version_and_the_next_trigger_succeeds(
     redis_settings, studio, tmp_path
 ) -> None:
@@ -112,8 +130,7 @@ def test_a_worker_killed_mid_training_leaves_the_served_version_and_the_next_tri
     worker = start_worker(slow, burst=False, log_path=log_path)
     try:
         deadline = time.monotonic() + 120
-        # a job that RQ has just taken off the queue is briefly in no registry, so a listing may be empty
-        while [job["meta"].get("stage") for job in client.get("/jobs").get_json()["jobs"]][:1] != ["training"]:
+        while client.get("/jobs").get_json()["jobs"][0]["meta"].get("stage") != "training":
             assert time.monotonic() < deadline, log_path.read_text()[-3000:]
             time.sleep(0.2)
     finally:  # the machine dies: the worker and the job process it forked (RQ puts it in its own session)
