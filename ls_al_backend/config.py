@@ -258,10 +258,11 @@ class Settings:
         },
     )
     score_chunk_size: int = field(
-        default=100,
+        default=0,
         metadata={
             "help": "Unlabelled tasks per scoring job (several workers share a large pool); a job's predictions "
-            "go to Label Studio in one import."
+            "go to Label Studio in one import, whose cost grows with the project. 0: sized to the pool, about 20 "
+            "jobs of 100 to 500 tasks (100 up to 2,000 tasks, 500 from 10,000)."
         },
     )
     keep_prediction_versions: int = field(
@@ -353,10 +354,10 @@ class Settings:
             raise ConfigError(f"POOL_STATISTICS_IMAGES must be >= 1, got {self.pool_statistics_images}")
         if self.train_min_steps < 0:
             raise ConfigError(f"TRAIN_MIN_STEPS must be >= 0, got {self.train_min_steps}")
-        if min(self.train_every_n_annotations, self.train_epochs, self.train_batch_size, self.score_chunk_size) < 1:
-            raise ConfigError(
-                "TRAIN_EVERY_N_ANNOTATIONS, TRAIN_EPOCHS, TRAIN_BATCH_SIZE, SCORE_CHUNK_SIZE must be >= 1"
-            )
+        if min(self.train_every_n_annotations, self.train_epochs, self.train_batch_size) < 1:
+            raise ConfigError("TRAIN_EVERY_N_ANNOTATIONS, TRAIN_EPOCHS and TRAIN_BATCH_SIZE must be >= 1")
+        if self.score_chunk_size < 0:
+            raise ConfigError(f"SCORE_CHUNK_SIZE must be >= 0 (0: sized to the pool), got {self.score_chunk_size}")
         self.acquisition_defaults  # noqa: B018 (raises ConfigError on a malformed value)
         if self.inference_max_side < 32:
             raise ConfigError(f"INFERENCE_MAX_SIDE must be >= 32, got {self.inference_max_side}")

@@ -36,6 +36,7 @@ def test_values_are_parsed_from_their_variables() -> None:
         ({"TRAIN_SEMI_SUPERVISED": "fixmatch"}, "TRAIN_SEMI_SUPERVISED"),
         ({"TRAIN_EMA_MOMENTUM": "1.5"}, "TRAIN_EMA_MOMENTUM"),
         ({"TRAIN_UNLABELLED_LIMIT": "0"}, "TRAIN_UNLABELLED_LIMIT"),
+        ({"SCORE_CHUNK_SIZE": "-1"}, "SCORE_CHUNK_SIZE"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_name(environ: dict, message: str) -> None:

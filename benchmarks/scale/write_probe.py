@@ -30,6 +30,7 @@ from ls_al_backend.backend import Backend
 from ls_al_backend.bench.run import machine_info
 from ls_al_backend.bench.scale import IMPORT_BATCH, database_bytes, label_studio_peak_rss_mib
 from ls_al_backend.config import Settings
+from ls_al_backend.jobs.runners import scoring_chunks
 from ls_al_backend.model.network import build_network
 from ls_al_backend.modes import parse_label_config
 from ls_al_backend.studio import StudioClient, stale_versions
@@ -86,16 +87,13 @@ def main() -> None:
     task_ids = [int(task["id"]) for task in studio.iter_tasks(project_id, page_size=IMPORT_BATCH)]
     size_imported = database_bytes(args.database)
     draw = random.Random(0)
-    chunk = settings.score_chunk_size
+    chunks = scoring_chunks(task_ids, settings.score_chunk_size)
     rounds = []
     for round_index in range(1, args.rounds + 1):
         version = f"v{round_index}"
         calls = []
-        for start in range(0, len(task_ids), chunk):
-            bodies = [
-                {**body, "task": task_id, "score": draw.random(), "model_version": version}
-                for task_id in task_ids[start : start + chunk]
-            ]
+        for chunk in chunks:
+            bodies = [{**body, "task": task_id, "score": draw.random(), "model_version": version} for task_id in chunk]
             called = time.monotonic()
             created = studio.import_predictions(project_id, bodies)
             calls.append(time.monotonic() - called)
@@ -124,7 +122,7 @@ def main() -> None:
     result = {
         "what": __doc__.split("\n\n")[0],
         "tasks": len(task_ids),
-        "chunk_size": chunk,
+        "chunk_size": len(chunks[0]),
         "keep_prediction_versions": settings.keep_prediction_versions,
         "prediction_json_bytes": len(json.dumps(body["result"])),
         "task_import_s": round(import_s, 1),

@@ -29,7 +29,7 @@ from rq.job import Dependency, Job, JobStatus
 from rq.results import Result
 
 from ls_al_backend.config import Settings
-from ls_al_backend.jobs.runners import MAX_JOBS_LISTED, JobRunner, chunks
+from ls_al_backend.jobs.runners import MAX_JOBS_LISTED, JobRunner, scoring_chunks
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,8 @@ def train_job(project_id: str) -> dict[str, Any]:
 def enqueue_scoring(
     queue: Queue, project_id: str, label_config_xml: str, task_ids: list[int], chunk_size: int
 ) -> list[Job]:
-    """One :func:`score_job` per chunk of at most ``chunk_size`` tasks; any worker on the queue takes them."""
+    """One :func:`score_job` per chunk of :func:`scoring_chunks` (``chunk_size`` 0: sized to the pool); any worker
+    on the queue takes them."""
     return [
         enqueue(
             queue,
@@ -262,7 +263,7 @@ def enqueue_scoring(
             failure_ttl=KEEP_RESULTS_S,
             meta={"kind": "score", "project": project_id, "tasks": len(chunk)},
         )
-        for chunk in chunks(task_ids, chunk_size)
+        for chunk in scoring_chunks(task_ids, chunk_size)
     ]
 
 

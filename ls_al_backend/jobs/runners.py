@@ -36,9 +36,21 @@ class JobRunner(ABC):
         """Recent jobs, newest first: id, kind, project, status, meta (stage, epoch, loss, ...), error."""
 
 
-def chunks(items: list[int], size: int) -> list[list[int]]:
-    """``items`` in consecutive slices of at most ``size`` (one scoring job each)."""
-    return [items[start : start + size] for start in range(0, len(items), size)]
+#: ``SCORE_CHUNK_SIZE=0``: a round's pool goes out in about this many scoring jobs, each of a size within the limits.
+#: Each job writes its predictions in one Label Studio import, which costs 1-9 s whatever it carries in a
+#: 10,000-task project (benchmarks/scale/write-10k/), so large pools want few, large chunks; small pools want
+#: chunks small enough for several workers to share.
+AUTO_CHUNKS_PER_ROUND = 20
+AUTO_CHUNK_SIZE_LIMITS = (100, 500)
+
+
+def scoring_chunks(task_ids: list[int], chunk_size: int) -> list[list[int]]:
+    """``task_ids`` in consecutive slices, one scoring job each: of ``chunk_size`` tasks (the last one shorter), or,
+    with ``chunk_size`` 0, about ``AUTO_CHUNKS_PER_ROUND`` slices of a size within ``AUTO_CHUNK_SIZE_LIMITS``."""
+    if chunk_size == 0:
+        smallest, largest = AUTO_CHUNK_SIZE_LIMITS
+        chunk_size = min(max(-(-len(task_ids) // AUTO_CHUNKS_PER_ROUND), smallest), largest)
+    return [task_ids[start : start + chunk_size] for start in range(0, len(task_ids), chunk_size)]
 
 
 def run_round(pipeline, project_id: str, label_config_xml: str, report) -> dict[str, Any]:
@@ -46,7 +58,7 @@ def run_round(pipeline, project_id: str, label_config_xml: str, report) -> dict[
     outcome = pipeline.train(project_id, label_config_xml, report)
     failed: list[int] = []
     scored = 0
-    for chunk in chunks(outcome.unlabelled_task_ids, pipeline.settings.score_chunk_size):
+    for chunk in scoring_chunks(outcome.unlabelled_task_ids, pipeline.settings.score_chunk_size):
         summary = pipeline.score(project_id, label_config_xml, chunk, report)
         scored += summary["scored"] + summary.get("already_scored", 0)
         failed += summary["failed"]
