@@ -262,17 +262,17 @@ class Pipeline:
     def score(
         self, project_id: str, label_config_xml: str, task_ids: list[int], report: Report = _no_report
     ) -> dict[str, Any]:
-        """Predict the given tasks (one chunk) with the newest version in one :meth:`Backend.predict` call (batches
-        of ``INFERENCE_BATCH_SIZE`` whose reading, network and rendering overlap), and store the predictions in
-        Label Studio in one import at the end, the acquisition score as each prediction's ``score`` (higher = more
-        informative; the queue orders by it). One import per chunk, because Label Studio
-        1.23.2 refreshes the counters of every task of the project on each import: its cost per call grows with
-        the project, so fewer calls are what makes a large pool cheap to write.
+        """Predict the given tasks (one chunk) with the newest version in one :meth:`Backend.predict` call
+        (batches of ``INFERENCE_BATCH_SIZE``; on CUDA the next batch is read while the network runs), and store the
+        predictions in Label Studio in one import at the end, the acquisition score as each prediction's ``score``
+        (higher = more informative; the queue orders by it). One import per chunk, because Label Studio 1.23.2
+        refreshes the counters of every task of the project on each import: its cost per call grows with the
+        project, so fewer calls are what makes a large pool cheap to write.
 
         A task is done when it holds this version's prediction: a rerun skips done tasks, so an interrupted
         scoring resumes. Returns ``{"scored", "failed": [task ids], "already_scored", "seconds"}``, ``seconds`` the
-        wall time of each stage: ``read``, ``network``, ``render`` (:meth:`Backend.predict`, overlapping) and
-        ``write`` (the predictions to Label Studio); reading the task list is in none of them.
+        wall time of each stage: ``read``, ``network``, ``render`` (:meth:`Backend.predict`; on CUDA reading
+        overlaps the network) and ``write`` (the predictions to Label Studio); reading the task list is in none.
         """
         config = parse_label_config(label_config_xml)
         version = version_name(self.backend.cache.get(project_id, config.class_names)[1])
