@@ -5,12 +5,14 @@
 #
 #   bash benchmarks/scale/run.sh                  # 10000 tasks, rounds with 1, 2 and 2 workers
 #   TASKS=1000 WORKERS=1,2,2 bash benchmarks/scale/run.sh
+#   TASKS=10000 WORKERS=2 OUT=benchmarks/scale/10k-tasks bash benchmarks/scale/run.sh  # results in another folder
 #
 # Run it on a quiet machine: every other process shares the cores the workers measure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TASKS="${TASKS:-10000}"
 WORKERS="${WORKERS:-1,2,2}"
+OUT="${OUT:-benchmarks/scale}"
 CAMVID="${CAMVID:-../shared/datasets/camvid}"
 PORT="${PORT:-18090}"
 export LS_VENV="${LS_VENV:-.ls-venv}"
@@ -20,5 +22,5 @@ DATA="$(mktemp -d -t ls-al-scale-studio-XXXXXX)"
 trap 'bash scripts/label_studio.sh stop "$DATA" || true; rm -rf "$DATA"' EXIT
 bash scripts/label_studio.sh start "$DATA" "$PORT"
 LABEL_STUDIO_URL="http://127.0.0.1:$PORT" LABEL_STUDIO_API_KEY="$LS_TOKEN" "$LS_AL" bench --data "$CAMVID/train" \
-  --out benchmarks/scale --only scale --scale-tasks "$TASKS" --scale-workers "$WORKERS" \
+  --out "$OUT" --only scale --scale-tasks "$TASKS" --scale-workers "$WORKERS" \
   --label-studio-db "$DATA/label_studio.sqlite3" --images 50
