@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -196,6 +197,7 @@ def measure_scale(
                     "ls_db_bytes": database_bytes(database),
                 }
             )
+            print(f"scale round: {json.dumps(rounds[-1])}", file=sys.stderr, flush=True)  # a long run's progress
         predictions = stored_predictions(studio, project_id, min(SAMPLE_TASKS, tasks))
     return {
         "what": "per round: a new model version, every task scored (Pipeline.score: predict, bulk-import the "
