@@ -157,6 +157,19 @@ def test_the_scale_summary_states_a_10k_project_scaled_from_the_measured_one() -
     }  # fmt: skip
 
 
+def test_the_scale_summary_states_no_3_round_growth_from_fewer_rounds() -> None:
+    from ls_al_backend.bench.scale import scale_summary
+
+    result = {
+        "tasks": 10_000, "rounds": [{"workers": 2, "images_per_s": 6.0, "ls_db_bytes": 2**30}],
+        "ls_db_bytes_after_import": 2**20, "label_config": "superpixel_dominant",
+        "stored_predictions": {"mean_bytes": 1},
+    }  # fmt: skip
+    summary = scale_summary(result, cores=2)
+    assert summary["ls_db_growth_mb_3_rounds"] is None and summary["images_per_s_1_worker"] is None
+    assert (summary["measured_tasks"], summary["rounds_measured"], summary["round_minutes_10k"]) == (10_000, 1, 27.8)
+
+
 def test_scale_is_skipped_with_the_reason_without_a_label_studio() -> None:
     from ls_al_backend.bench.scale import measure_scale
 

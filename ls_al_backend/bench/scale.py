@@ -231,8 +231,8 @@ def scale_summary(result: dict[str, Any], cores: int | None) -> dict[str, Any]:
 
     best = max(row["images_per_s"] for row in rounds)
     sizes = [row["ls_db_bytes"] for row in rounds[:3]]
-    growth = None
-    if result["ls_db_bytes_after_import"] is not None and sizes and None not in sizes:
+    growth = None  # over exactly 3 rounds, or not stated
+    if result["ls_db_bytes_after_import"] is not None and len(sizes) == 3 and None not in sizes:
         growth = (sizes[-1] - result["ls_db_bytes_after_import"]) / 2**20 * TARGET_TASKS / result["tasks"]
     return {
         "tasks": TARGET_TASKS,
