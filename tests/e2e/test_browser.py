@@ -19,6 +19,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` and the ``selenium`` package
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -446,6 +447,7 @@ def test_outlining_a_region_costs_its_vertices_a_class_hotkey_and_a_closing_clic
     besides one click per vertex): the class hotkey, a click per vertex, a click on the first vertex to close."""
     import time
 
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -457,11 +459,21 @@ def test_outlining_a_region_costs_its_vertices_a_class_hotkey_and_a_closing_clic
     (task,) = studio.tasks(project["id"])
     browser.open_task(label_studio.url, project["id"], task["id"], with_regions=False)
     vertices = [(0.2, 0.2), (0.8, 0.25), (0.75, 0.8), (0.25, 0.7)]
-    browser.press("1")  # the class: Road
+    road_selected = (
+        "return [...document.querySelectorAll('.lsf-label_selected')].some(l => l.textContent.includes('Road'))"
+    )
+    for _ in range(3):  # a press before the editor has bound its hotkeys is lost (it failed CI once): press again
+        browser.press("1")  # the class: Road
+        with contextlib.suppress(TimeoutException):
+            WebDriverWait(browser.driver, 3, poll_frequency=0.1).until(
+                lambda driver: driver.execute_script(road_selected)
+            )
+            break
     for x, y in [*vertices, vertices[0]]:  # every vertex, then the first again: the polygon closes
         browser.click_image(x, y)
         time.sleep(0.4)  # two quick clicks would read as a double click
     actions = 1 + len(vertices) + 1
+    WebDriverWait(browser.driver, 10, poll_frequency=0.2).until(lambda _: len(browser.outliner()) == 1)
     browser.press(Keys.CONTROL, Keys.ENTER)  # submit the task
 
     def submitted() -> dict | None:
