@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 from ls_al_backend.bench.service_speed import _wait_for, running_workers
 from ls_al_backend.config import Settings
 from ls_al_backend.jobs.rq_jobs import enqueue_scoring, publish_job
-from ls_al_backend.jobs.runners import scoring_chunks
+from ls_al_backend.jobs.runners import scoring_chunk_size
 from ls_al_backend.studio import StudioClient
 
 #: Tasks imported per request.
@@ -208,7 +208,7 @@ def measure_scale(
         "label_studio_url": settings.label_studio_url,
         "tasks": tasks,
         "distinct_images": len(images),
-        "chunk_size": len(scoring_chunks(task_ids, settings.score_chunk_size)[0]),
+        "chunk_size": scoring_chunk_size(len(task_ids), settings.score_chunk_size),
         "keep_prediction_versions": settings.keep_prediction_versions,
         "import_s": round(import_s, 1),
         "ls_db_bytes_before": size_before,

@@ -31,7 +31,7 @@ from rq.job import Job, JobStatus
 from ls_al_backend.bench.task_server import TaskServer
 from ls_al_backend.config import Settings
 from ls_al_backend.jobs.rq_jobs import enqueue_scoring
-from ls_al_backend.jobs.runners import scoring_chunks
+from ls_al_backend.jobs.runners import scoring_chunk_size
 
 #: How long a server or worker may take to start (importing torch on a busy machine takes a while).
 START_TIMEOUT_S = 300.0
@@ -283,6 +283,6 @@ def measure_pool_scoring(
         "torch and loads the model",
         "redis_url": redis_url,
         "label_config": label_config_name,
-        "chunk_size": len(scoring_chunks(task_ids, settings.score_chunk_size)[0]),
+        "chunk_size": scoring_chunk_size(len(task_ids), settings.score_chunk_size),
         "runs": runs,
     }

@@ -44,13 +44,20 @@ AUTO_CHUNKS_PER_ROUND = 20
 AUTO_CHUNK_SIZE_LIMITS = (100, 500)
 
 
+def scoring_chunk_size(tasks: int, chunk_size: int) -> int:
+    """Tasks per scoring job for a pool of ``tasks``: ``chunk_size`` (``SCORE_CHUNK_SIZE``), or, when it is 0, the
+    size that cuts the pool into about ``AUTO_CHUNKS_PER_ROUND`` jobs, within ``AUTO_CHUNK_SIZE_LIMITS``."""
+    if chunk_size:
+        return chunk_size
+    smallest, largest = AUTO_CHUNK_SIZE_LIMITS
+    return min(max(-(-tasks // AUTO_CHUNKS_PER_ROUND), smallest), largest)
+
+
 def scoring_chunks(task_ids: list[int], chunk_size: int) -> list[list[int]]:
-    """``task_ids`` in consecutive slices, one scoring job each: of ``chunk_size`` tasks (the last one shorter), or,
-    with ``chunk_size`` 0, about ``AUTO_CHUNKS_PER_ROUND`` slices of a size within ``AUTO_CHUNK_SIZE_LIMITS``."""
-    if chunk_size == 0:
-        smallest, largest = AUTO_CHUNK_SIZE_LIMITS
-        chunk_size = min(max(-(-len(task_ids) // AUTO_CHUNKS_PER_ROUND), smallest), largest)
-    return [task_ids[start : start + chunk_size] for start in range(0, len(task_ids), chunk_size)]
+    """``task_ids`` in consecutive slices of :func:`scoring_chunk_size` tasks (the last one shorter), one scoring
+    job each."""
+    size = scoring_chunk_size(len(task_ids), chunk_size)
+    return [task_ids[start : start + size] for start in range(0, len(task_ids), size)]
 
 
 def run_round(pipeline, project_id: str, label_config_xml: str, report) -> dict[str, Any]:
