@@ -45,6 +45,7 @@ def serve(settings: Settings, threads: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from ls_al_backend.modes import QueryMode
+    from ls_al_backend.model.train_config import CLASS_WEIGHTINGS
 
     parser = argparse.ArgumentParser(
         prog="ls-al-backend",
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         "--semi-supervised",
         choices=("none", "mean_teacher"),
         help="also learn from every pool image as unlabelled, with a mean teacher (default none)",
+    )
+    sim.add_argument(
+        "--class-weighting",
+        choices=CLASS_WEIGHTINGS,
+        help="class weights in every round's loss and the reference's (default none; see TRAIN_CLASS_WEIGHTING)",
     )
     sim.add_argument("--reference", action="store_true", help="also train the fully supervised reference")
     sim.add_argument("--reference-only", action="store_true", help="train only the fully supervised reference")
@@ -241,6 +247,7 @@ def simulate(args: argparse.Namespace) -> None:
             eval_limit=args.eval_limit,
             warm_start=False if args.no_warm_start else None,
             semi_supervised=args.semi_supervised,
+            class_weighting=args.class_weighting,
         )
         if not args.reference_only:
             run_simulation(config)

@@ -8,6 +8,8 @@
 #   SUMMARY_ONLY=1 bash benchmarks/active_learning/run_cpu_preset.sh # only regenerate the summary and plots
 #   ONLY="reference sp_random" bash ...  # only these runs (names as in STRATEGIES, or reference), in SEEDS
 #   CODE=/path/to/checkout bash ...  # run the package of another checkout (e.g. a frozen commit while you edit)
+#   CLASS_WEIGHTING=inverse_frequency bash ...  # every run and the reference with class weights in the loss; results
+#                                               # go to benchmarks/active_learning/cpu_inverse_frequency
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
 # and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
@@ -17,7 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CAMVID="${CAMVID:-../shared/datasets/camvid}"
 LS_AL="${LS_AL:-.venv/bin/ls-al-backend}"
-OUT=benchmarks/active_learning/cpu
+CLASS_WEIGHTING="${CLASS_WEIGHTING:-none}"
+if [ "$CLASS_WEIGHTING" = none ]; then OUT=benchmarks/active_learning/cpu; else OUT="benchmarks/active_learning/cpu_$CLASS_WEIGHTING"; fi
 PARALLEL="${PARALLEL:-2}"
 SEEDS="${SEEDS:-0 1 2}"
 COMMIT="${COMMIT:-0}"
@@ -69,7 +72,8 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
   echo "commit $(git -C "$CODE" rev-parse HEAD)," \
     "$(git -C "$CODE" status --porcelain -- ls_al_backend | wc -l) uncommitted file(s) in ls_al_backend" \
     > "$dir/code_version.txt"
-  local common=(simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$dir" --seed "$seed")
+  local common=(simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$dir" --seed "$seed"
+    --class-weighting "$CLASS_WEIGHTING")
   local started=$SECONDS
   if [ "$name" = reference ]; then
     common+=(--reference-only)
@@ -85,7 +89,7 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
   commit_run "Active-learning benchmark (CPU preset): $name, seed $seed" "$dir"
 }
 export -f finished commit_run run_one
-export CAMVID LS_AL OUT COMMIT CODE
+export CAMVID LS_AL OUT COMMIT CODE CLASS_WEIGHTING
 
 if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
   for seed in $SEEDS; do
