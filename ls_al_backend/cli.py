@@ -44,8 +44,8 @@ def serve(settings: Settings, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ls_al_backend.modes import QueryMode
     from ls_al_backend.model.train_config import CLASS_WEIGHTINGS
+    from ls_al_backend.modes import QueryMode
 
     parser = argparse.ArgumentParser(
         prog="ls-al-backend",
