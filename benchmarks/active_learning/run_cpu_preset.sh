@@ -20,7 +20,11 @@ cd "$(dirname "$0")/../.."
 CAMVID="${CAMVID:-../shared/datasets/camvid}"
 LS_AL="${LS_AL:-.venv/bin/ls-al-backend}"
 CLASS_WEIGHTING="${CLASS_WEIGHTING:-none}"
-if [ "$CLASS_WEIGHTING" = none ]; then OUT=benchmarks/active_learning/cpu; else OUT="benchmarks/active_learning/cpu_$CLASS_WEIGHTING"; fi
+case "$CLASS_WEIGHTING" in
+  none) OUT=benchmarks/active_learning/cpu ;;
+  inverse_frequency) OUT="benchmarks/active_learning/cpu_$CLASS_WEIGHTING" ;;
+  *) echo "CLASS_WEIGHTING must be none or inverse_frequency, got '$CLASS_WEIGHTING'" >&2; exit 2 ;;
+esac
 PARALLEL="${PARALLEL:-2}"
 SEEDS="${SEEDS:-0 1 2}"
 COMMIT="${COMMIT:-0}"
@@ -86,7 +90,7 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
     return 0  # the other runs go on; this one resumes on the next call
   fi
   echo "$name seed $seed done in $((SECONDS - started)) s: $(tail -n 1 "$dir/run.log")"
-  commit_run "Active-learning benchmark (CPU preset): $name, seed $seed" "$dir"
+  commit_run "Active-learning benchmark ($OUT): $name, seed $seed" "$dir"
 }
 export -f finished commit_run run_one
 export CAMVID LS_AL OUT COMMIT CODE CLASS_WEIGHTING
@@ -103,5 +107,5 @@ fi
 # summary.json, summary.md and the learning curves (mean and one std over seeds) from every finished run, written by
 # this checkout's package
 env -u PYTHONPATH "$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" --plot "$OUT"/*/seed_*/
-commit_run "Active-learning benchmark (CPU preset): summary and plots" \
+commit_run "Active-learning benchmark ($OUT): summary and plots" \
   "$OUT"/summary.json "$OUT"/summary.md "$OUT"/learning_curves*.png
