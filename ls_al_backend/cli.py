@@ -44,6 +44,7 @@ def serve(settings: Settings, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
     from ls_al_backend.model.train_config import CLASS_WEIGHTINGS
     from ls_al_backend.modes import QueryMode
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--no-warm-start", action="store_true", help="retrain from ImageNet weights every round")
     sim.add_argument(
         "--semi-supervised",
-        choices=("none", "mean_teacher"),
+        choices=SEMI_SUPERVISED_MODES,
         help="also learn from every pool image as unlabelled, with a mean teacher (default none)",
     )
     sim.add_argument(

@@ -182,7 +182,8 @@ class ModelCache:
         checkpoint = self.store.newest_readable(project_id) if latest > 0 else None
         if checkpoint is not None:
             if checkpoint.class_names == class_names:
-                net = SegmentationNet(checkpoint.spec)
+                with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave torch's RNG alone
+                    net = SegmentationNet(checkpoint.spec)
                 net.load_state_dict(checkpoint.state_dict)
                 log.info("project %s: serving model %s", project_id, version_name(checkpoint.version))
                 return net.to(self.device).eval(), checkpoint.version, checkpoint.metadata

@@ -42,6 +42,17 @@ def test_cache_builds_once_and_hot_reloads_a_new_version(tmp_path) -> None:
     assert not net1.training
 
 
+def test_loading_a_checkpoint_leaves_torch_random_state_as_it_was(tmp_path) -> None:
+    store = ModelStore(tmp_path)
+    store.save("7", build_network(SPEC, seed=1), CLASSES, {})
+    cache = ModelCache(store, SPEC, torch.device("cpu"))
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    assert cache.get("7", CLASSES)[1] == 1
+    assert torch.equal(torch.rand(4), expected), "serving a version does not shift the draws of the caller"
+
+
 def test_cache_serves_v0_when_the_classes_changed(tmp_path) -> None:
     store = ModelStore(tmp_path)
     store.save("7", build_network(SPEC), CLASSES, {})
