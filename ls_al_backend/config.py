@@ -225,8 +225,9 @@ class Settings:
     )
     train_class_weighting: str = _choice(
         "none",
-        ("none", "inverse_frequency"),
-        "'none' or 'inverse_frequency' class weights in the loss.",
+        ("none", "inverse_frequency", "inverse_sqrt_frequency"),
+        "Class weights in the loss, from the labelled pixels of the round: 'none', 'inverse_frequency' (1 / share, "
+        "mean 1) or 'inverse_sqrt_frequency' (its square root: rare classes weigh less than with inverse_frequency).",
     )
     train_seed: int = field(default=0, metadata={"help": "Seed for reproducible training."})
     train_max_unreadable_share: float = field(

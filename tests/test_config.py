@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from ls_al_backend.config import ConfigError, Settings
 from ls_al_backend.jobs.pipeline import train_config_from
+from ls_al_backend.model.precision import PRECISIONS
+from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
+from ls_al_backend.model.train_config import CLASS_WEIGHTINGS
 from tests.conftest import REPO_ROOT
 
 
@@ -51,6 +55,20 @@ def test_the_mean_teacher_is_off_by_default_and_its_settings_reach_the_train_con
     )
     config = train_config_from(settings)
     assert (config.semi_supervised, config.ema_momentum, settings.train_unlabelled_limit) == ("mean_teacher", 0.9, 20)
+
+
+@pytest.mark.parametrize(
+    ("setting", "accepted"),
+    [
+        ("train_class_weighting", CLASS_WEIGHTINGS),
+        ("train_semi_supervised", SEMI_SUPERVISED_MODES),
+        ("precision", PRECISIONS),
+    ],
+)
+def test_a_choice_setting_offers_exactly_what_training_accepts(setting: str, accepted: tuple[str, ...]) -> None:
+    """The settings module lists choices without importing torch; they must stay the model's."""
+    choices = next(f.metadata["choices"] for f in dataclasses.fields(Settings) if f.name == setting)
+    assert choices == accepted
 
 
 def test_readme_documents_every_setting() -> None:

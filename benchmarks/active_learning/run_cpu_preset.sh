@@ -9,7 +9,8 @@
 #   ONLY="reference sp_random" bash ...  # only these runs (names as in STRATEGIES, or reference), in SEEDS
 #   CODE=/path/to/checkout bash ...  # run the package of another checkout (e.g. a frozen commit while you edit)
 #   CLASS_WEIGHTING=inverse_frequency bash ...  # every run and the reference with class weights in the loss; results
-#                                               # go to benchmarks/active_learning/cpu_inverse_frequency
+#                                               # go to benchmarks/active_learning/cpu_inverse_frequency (or
+#                                               # cpu_inverse_sqrt_frequency for CLASS_WEIGHTING=inverse_sqrt_frequency)
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
 # and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
@@ -22,8 +23,9 @@ LS_AL="${LS_AL:-.venv/bin/ls-al-backend}"
 CLASS_WEIGHTING="${CLASS_WEIGHTING:-none}"
 case "$CLASS_WEIGHTING" in
   none) OUT=benchmarks/active_learning/cpu ;;
-  inverse_frequency) OUT="benchmarks/active_learning/cpu_$CLASS_WEIGHTING" ;;
-  *) echo "CLASS_WEIGHTING must be none or inverse_frequency, got '$CLASS_WEIGHTING'" >&2; exit 2 ;;
+  inverse_frequency | inverse_sqrt_frequency) OUT="benchmarks/active_learning/cpu_$CLASS_WEIGHTING" ;;
+  *) echo "CLASS_WEIGHTING must be none, inverse_frequency or inverse_sqrt_frequency, got '$CLASS_WEIGHTING'" >&2
+     exit 2 ;;
 esac
 PARALLEL="${PARALLEL:-2}"
 SEEDS="${SEEDS:-0 1 2}"

@@ -195,13 +195,14 @@ def label_counts(items: list[Item], num_classes: int) -> torch.Tensor:
     return counts
 
 
-def inverse_frequency_weights(items: list[Item], num_classes: int) -> torch.Tensor:
-    """Inverse label frequency, normalised to mean 1 over the classes that occur (absent classes get 1)."""
+def inverse_frequency_weights(items: list[Item], num_classes: int, power: float = 1.0) -> torch.Tensor:
+    """``[C]``: inverse label frequency raised to ``power`` (1: inverse frequency, 0.5: its square root, which
+    weights rare classes less), normalised to mean 1 over the classes that occur (absent classes get 1)."""
     counts = label_counts(items, num_classes)
     present = counts > 0
     weights = torch.ones(num_classes, dtype=torch.float64)
     if present.any():
-        inverse = counts[present].sum() / counts[present]
+        inverse = (counts[present].sum() / counts[present]) ** power
         weights[present] = inverse / inverse.mean()
     return weights.float()
 

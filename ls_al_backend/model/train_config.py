@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ls_al_backend.model.precision import PRECISIONS
 from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
 
-CLASS_WEIGHTINGS = ("none", "inverse_frequency")
+CLASS_WEIGHTINGS = ("none", "inverse_frequency", "inverse_sqrt_frequency")
 
 
 @dataclass(frozen=True)

@@ -119,9 +119,10 @@ class Losses:
     device: torch.device
 
     def weights(self, items: list[Item]) -> torch.Tensor | None:
-        if self.config.class_weighting == "inverse_frequency":
-            return inverse_frequency_weights(items, self.num_classes).to(self.device)
-        return None
+        if self.config.class_weighting == "none":
+            return None
+        power = 0.5 if self.config.class_weighting == "inverse_sqrt_frequency" else 1.0
+        return inverse_frequency_weights(items, self.num_classes, power).to(self.device)
 
     def cross_entropy(self, items: list[Item]) -> LossFn:
         weights = self.weights(items)

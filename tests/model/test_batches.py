@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ls_al_backend.labeling.annotations import IGNORE
-from ls_al_backend.model.batches import AugmentedSet, Item, augment
+from ls_al_backend.model.batches import AugmentedSet, Item, augment, inverse_frequency_weights
 from ls_al_backend.model.train_config import TrainConfig
 
 
@@ -66,3 +66,15 @@ def test_a_second_pass_gets_other_augmentations() -> None:
     first, second = dataset[0], dataset[1]
     assert first.image.shape == second.image.shape == (3, 32, 32)
     assert not torch.equal(first.image, second.image)
+
+
+def test_class_weights_favour_rare_classes_and_the_square_root_favours_them_less() -> None:
+    labels = torch.tensor([[0] * 8 + [1] * 2, [0] * 8 + [IGNORE] * 2])  # class 0: 16 pixels, 1: 2, 2: none
+    item = Item(torch.zeros(3, 2, 10), labels, None, None)
+    inverse = inverse_frequency_weights([item], 3)
+    root = inverse_frequency_weights([item], 3, power=0.5)
+    for weights in (inverse, root):
+        assert weights[2] == 1.0, "a class with no labelled pixel keeps weight 1"
+        assert torch.isclose(weights[:2].mean(), torch.tensor(1.0)), "mean 1 over the classes that occur"
+    assert torch.isclose(inverse[1] / inverse[0], torch.tensor(8.0)), "inverse share: 16 / 2"
+    assert torch.isclose(root[1] / root[0], torch.tensor(8.0).sqrt())

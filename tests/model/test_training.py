@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
-from ls_al_backend.model.batches import TrainingSample
+from ls_al_backend.model.batches import Item, TrainingSample
 from ls_al_backend.model.inference import to_tensor
 from ls_al_backend.model.losses import partial_cross_entropy
 from ls_al_backend.model.network import NetworkSpec, build_network
 from ls_al_backend.model.train_config import TrainConfig
-from ls_al_backend.model.training import train
+from ls_al_backend.model.training import Losses, train
 from tests.conftest import camvid_root
 
 SPEC = NetworkSpec("Unet", "timm-tf_efficientnet_lite0", num_classes=11, head_dropout=0.1)
@@ -175,8 +175,22 @@ def test_multiclass_mode_runs_both_stages(camvid) -> None:
     assert not result.net.training
 
 
-def test_class_weighting_trains_too(camvid) -> None:
-    config = TrainConfig(epochs=1, batch_size=2, crop_size=64, class_weighting="inverse_frequency")
+def test_each_class_weighting_sets_the_loss_weights() -> None:
+    labels = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 1]])  # class 1 is 7 times rarer than class 0
+    items = [Item(torch.zeros(3, 2, 4), labels, None, None)]
+
+    def ratio(weighting: str) -> float | None:
+        weights = Losses(TrainConfig(class_weighting=weighting), 2, CPU).weights(items)
+        return None if weights is None else round(float(weights[1] / weights[0]), 4)
+
+    assert ratio("none") is None
+    assert ratio("inverse_frequency") == 7.0
+    assert ratio("inverse_sqrt_frequency") == round(7**0.5, 4)
+
+
+@pytest.mark.parametrize("weighting", ["inverse_frequency", "inverse_sqrt_frequency"])
+def test_class_weighting_trains_too(camvid, weighting: str) -> None:
+    config = TrainConfig(epochs=1, batch_size=2, crop_size=64, class_weighting=weighting)
     metrics = train(build_network(SPEC, seed=0), dense_samples(camvid, 2), config, CPU).metrics
     assert np.isfinite(metrics["train_loss"][0])
 
