@@ -32,6 +32,30 @@ def test_every_query_mode_and_shipped_config_has_valid_acquisition_defaults(sett
         assert backend.acquisition_config(parse_label_config(path.read_text())), path.name
 
 
+@pytest.mark.parametrize(
+    ("mode", "heuristic", "class_balance", "pixel_selection"),
+    [
+        (QueryMode.DENSE_BRUSH, "predictive_entropy", "none", "top"),
+        (QueryMode.SUPERPIXEL_DOMINANT, "predictive_entropy", "classbal", "top"),
+        (QueryMode.SUPERPIXEL_MULTICLASS, "predictive_entropy", "pixbal", "top"),
+        (QueryMode.SPARSE_POINTS, "balanced_entropy", "none", "pixelpick"),
+    ],
+)
+def test_each_query_mode_defaults_to_its_benchmarked_strategy(
+    settings: Settings, mode: QueryMode, heuristic: str, class_balance: str, pixel_selection: str
+) -> None:
+    """The strategies of the CamVid benchmark (README, Active-learning benchmark) unless ACQUISITION says otherwise."""
+    config = parse_label_config((REPO_ROOT / "label_configs" / f"{mode.value}.xml").read_text())
+    chosen = Backend(settings).acquisition_config(config)
+    assert (chosen.heuristic, chosen.class_balance, chosen.pixel_selection) == (
+        heuristic,
+        class_balance,
+        pixel_selection,
+    )
+    overridden = Backend(dataclasses.replace(settings, acquisition="class_balance=none")).acquisition_config(config)
+    assert overridden.class_balance == "none", "ACQUISITION still wins over the mode's default"
+
+
 def test_a_training_event_without_a_runner_is_a_clear_error(settings: Settings) -> None:
     backend = Backend(settings)
     with pytest.raises(RuntimeError, match="no job runner"):

@@ -24,6 +24,7 @@ class SparsePoints(QueryModeHandler):
         "top_k_regions": 0,
         "top_n_pixels": 10,
         "pixel_selection": "pixelpick",  # random among the top 5 %: spread out, unlike the 10 top pixels
+        "heuristic": "balanced_entropy",  # with pixelpick, the benchmark's pixel strategy (px_balent_pixelpick)
     }
     unit = Unit.PIXEL
 

@@ -71,7 +71,12 @@ class SuperpixelMulticlass(QueryModeHandler):
     name = QueryMode.SUPERPIXEL_MULTICLASS
     query_tag = "PolygonLabels"
     multiple_choice = True
-    acquisition_defaults = {"label_mode": "multiclass", "superpixel_method": "slic", "top_k_regions": 10}
+    acquisition_defaults = {
+        "label_mode": "multiclass",
+        "superpixel_method": "slic",
+        "top_k_regions": 10,
+        "class_balance": "pixbal",  # the benchmark's acquisition strategy in this mode (mc_entropy_pixbal)
+    }
     partial_labels = True
     unit = Unit.REGION
 
