@@ -78,7 +78,16 @@ class Settings:
         default=(),
         metadata={"help": "Comma-separated folders from which plain file paths in tasks may be read."},
     )
-    image_timeout_s: float = field(default=30.0, metadata={"help": "Timeout for one image download."})
+    image_timeout_s: float = field(
+        default=30.0, metadata={"help": "Timeout for one image download and for every other Label Studio request."}
+    )
+    studio_bulk_timeout_s: float = field(
+        default=600.0,
+        metadata={
+            "help": "Timeout for one bulk request to Label Studio (a scoring job's predictions import, deleting a "
+            "model version's predictions): Label Studio 1.23.2 took 50-80 s to delete 10,000 predictions."
+        },
+    )
     studio_retries: int = field(
         default=5,
         metadata={
@@ -372,6 +381,8 @@ class Settings:
             raise ConfigError("IMAGE_CACHE_MAX_MB, SUPERPIXEL_CACHE_MAX_MB and EVENT_LOG_MAX_MB must be > 0")
         if self.keep_prediction_versions < 1:
             raise ConfigError(f"KEEP_PREDICTION_VERSIONS must be >= 1, got {self.keep_prediction_versions}")
+        if self.studio_bulk_timeout_s <= 0:
+            raise ConfigError(f"STUDIO_BULK_TIMEOUT_S={self.studio_bulk_timeout_s}: must be positive")
         if self.studio_retries < 0 or self.studio_backoff_s < 0:
             raise ConfigError("STUDIO_RETRIES and STUDIO_BACKOFF_S must be >= 0")
         if not 0.0 <= self.train_max_unreadable_share <= 1.0:

@@ -53,12 +53,14 @@ class StudioClient:
         session: requests.Session | None = None,
         retries: int = 5,
         backoff_s: float = 0.5,
+        bulk_timeout_s: float = 600.0,
     ):
         if not base_url:
             raise StudioError("LABEL_STUDIO_URL is not set")
         self.base_url = base_url.rstrip("/") + "/"
         self.api_key = api_key
         self.timeout_s = timeout_s
+        self.bulk_timeout_s = bulk_timeout_s  # requests whose work grows with the project (a timed-out one is resent)
         self.retries = retries
         self.backoff_s = backoff_s
         self.session = session or requests.Session()
@@ -170,7 +172,9 @@ class StudioClient:
     def import_predictions(self, project_id: str, predictions: list[dict[str, Any]]) -> int:
         """Create predictions (``{"task", "result", "score", "model_version"}`` each) in one request, Label Studio's
         ``/api/projects/<id>/import/predictions``; returns how many it created."""
-        answer = self.call("POST", f"/api/projects/{project_id}/import/predictions", json=predictions)
+        answer = self.call(
+            "POST", f"/api/projects/{project_id}/import/predictions", json=predictions, timeout=self.bulk_timeout_s
+        )
         return int((answer or {}).get("created", len(predictions)))
 
     def model_versions(self, project_id: str) -> dict[str, int]:
@@ -180,7 +184,10 @@ class StudioClient:
     def delete_model_version(self, project_id: str, model_version: str) -> int:
         """Delete every prediction of ``model_version`` in the project in one request; returns how many."""
         answer = self.call(
-            "DELETE", f"/api/projects/{project_id}/model-versions/", json={"model_version": model_version}
+            "DELETE",
+            f"/api/projects/{project_id}/model-versions/",
+            json={"model_version": model_version},
+            timeout=self.bulk_timeout_s,
         )
         return int(answer.get("deleted_predictions", 0)) if isinstance(answer, dict) else 0
 
@@ -273,6 +280,7 @@ def studio_client(settings: Settings) -> StudioClient | None:
         timeout_s=settings.image_timeout_s,
         retries=settings.studio_retries,
         backoff_s=settings.studio_backoff_s,
+        bulk_timeout_s=settings.studio_bulk_timeout_s,
     )
 
 

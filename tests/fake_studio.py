@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -43,6 +44,7 @@ class FakeStudio:
         self.valid_access_tokens: set[str] = set()
         self.requests: list[tuple[str, str, str]] = []  # (method, path, Authorization header)
         self.refuse_bulk_import = False  # answer the predictions import with a 400
+        self.bulk_delay_s = 0.0  # seconds the predictions import and a model version's deletion take
         self.lock = threading.Lock()
         studio = self
 
@@ -153,6 +155,7 @@ class FakeStudio:
             self.predictions.append(prediction)
             return 201, prediction
         if route == ("POST", "/api/projects/<id>/import/predictions"):
+            time.sleep(self.bulk_delay_s)
             if self.refuse_bulk_import:
                 return 400, {"detail": "refused by the test"}
             for item in body:
@@ -166,6 +169,7 @@ class FakeStudio:
         if route == ("GET", "/api/projects/<id>/model-versions/"):  # one project: every prediction is its own
             return 200, dict(Counter(p["model_version"] for p in self.predictions))
         if route == ("DELETE", "/api/projects/<id>/model-versions/"):
+            time.sleep(self.bulk_delay_s)
             before = len(self.predictions)
             self.predictions = [p for p in self.predictions if p["model_version"] != body["model_version"]]
             return 200, {"deleted_predictions": before - len(self.predictions)}

@@ -72,3 +72,12 @@ def test_predictions_are_imported_in_bulk_and_deleted_by_model_version() -> None
         client.import_predictions("5", [{"task": 2, "result": [], "score": 0.1, "model_version": "v2"}])
         assert client.model_versions("5") == {"v1": 3, "v2": 1}
         assert client.delete_model_version("5", "v1") == 3 and client.model_versions("5") == {"v2": 1}
+
+
+def test_a_bulk_deletion_slower_than_the_request_timeout_is_waited_for_not_resent() -> None:
+    with FakeStudio({}) as studio:
+        client = StudioClient(studio.url, LEGACY_TOKEN, timeout_s=0.2, backoff_s=0.01, bulk_timeout_s=10)
+        client.import_predictions("5", [{"task": 1, "result": [], "score": 0.5, "model_version": "v1"}] * 4)
+        studio.bulk_delay_s = 0.6  # like Label Studio deleting 10,000 predictions
+        assert client.delete_model_version("5", "v1") == 4, "the count of the one deletion that ran"
+        assert sum(method == "DELETE" for method, _, _ in studio.requests) == 1
