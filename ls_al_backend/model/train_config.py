@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from ls_al_backend.model.precision import PRECISIONS
 from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
 
-CLASS_WEIGHTINGS = ("none", "inverse_frequency", "inverse_sqrt_frequency")
+CLASS_WEIGHTING_POWERS = {"inverse_frequency": 1.0, "inverse_sqrt_frequency": 0.5}
+"""Class weighting -> the power of the inverse label frequency it weights the loss by."""
+CLASS_WEIGHTINGS = ("none", *CLASS_WEIGHTING_POWERS)
 
 
 @dataclass(frozen=True)

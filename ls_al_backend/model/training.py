@@ -48,7 +48,7 @@ from ls_al_backend.model.losses import multiclass_region_loss, partial_cross_ent
 from ls_al_backend.model.network import SegmentationNet
 from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.stage import LossFn, Stage, run_stage, stage_batches_per_epoch
-from ls_al_backend.model.train_config import TrainConfig
+from ls_al_backend.model.train_config import CLASS_WEIGHTING_POWERS, TrainConfig
 
 __all__ = ["MIN_SAMPLES_FOR_HOLDOUT", "TrainResult", "stage_batches_per_epoch", "train"]
 
@@ -119,9 +119,9 @@ class Losses:
     device: torch.device
 
     def weights(self, items: list[Item]) -> torch.Tensor | None:
-        if self.config.class_weighting == "none":
+        power = CLASS_WEIGHTING_POWERS.get(self.config.class_weighting)  # None for "none"
+        if power is None:
             return None
-        power = 0.5 if self.config.class_weighting == "inverse_sqrt_frequency" else 1.0
         return inverse_frequency_weights(items, self.num_classes, power).to(self.device)
 
     def cross_entropy(self, items: list[Item]) -> LossFn:
