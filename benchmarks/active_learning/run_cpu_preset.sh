@@ -78,6 +78,9 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
   echo "commit $(git -C "$CODE" rev-parse HEAD)," \
     "$(git -C "$CODE" status --porcelain -- ls_al_backend | wc -l) uncommitted file(s) in ls_al_backend" \
     > "$dir/code_version.txt"
+  echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
+    "native bf16 flags: $(grep -o -w -E 'amx_bf16|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')" \
+    >> "$dir/code_version.txt"
   local common=(simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$dir" --seed "$seed"
     --class-weighting "$CLASS_WEIGHTING")
   local started=$SECONDS
