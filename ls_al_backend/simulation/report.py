@@ -27,6 +27,8 @@ GOAL_REFERENCE_SHARE = 0.90
 GOAL_MARGIN = 0.03
 #: The editor-action budgets at which strategies are compared at equal actions (every this many actions).
 ACTION_STEP = 1000
+#: The mIoU levels at which the clicks each strategy needs are compared (every this many mIoU points, as fractions).
+MIOU_TARGET_STEP = 0.03
 
 
 def result_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -106,6 +108,34 @@ def miou_at_actions(runs: list[list[dict[str, Any]]], actions: float) -> tuple[f
     return mean_std(values)
 
 
+def clicks_to_reach(rows: list[dict[str, Any]], target: float) -> float | None:
+    """Cumulative clicks at which one run's mIoU first reaches ``target``, interpolated linearly between the round
+    below it and the round that reaches it (the first round's clicks when that round already does); None when no
+    round reaches it. Fewer clicks to the same mIoU is the label saving."""
+    previous = None
+    for row in rows:
+        if row["miou"] >= target:
+            if previous is None:
+                return float(row["clicks_cumulative"])
+            fraction = (target - previous["miou"]) / (row["miou"] - previous["miou"])
+            return float(
+                previous["clicks_cumulative"] + fraction * (row["clicks_cumulative"] - previous["clicks_cumulative"])
+            )
+        previous = row
+    return None
+
+
+def miou_targets(results: ResultSet) -> list[float]:
+    """Every :data:`MIOU_TARGET_STEP` of mIoU from the lowest first-round mIoU up to the highest any run reached."""
+    runs = [rows for seeds in results.strategies.values() for rows in seeds if rows]
+    if not runs:
+        return []
+    low = min(rows[0]["miou"] for rows in runs)
+    high = max(row["miou"] for rows in runs for row in rows)
+    first, last = math.ceil(low / MIOU_TARGET_STEP - 1e-9), math.floor(high / MIOU_TARGET_STEP + 1e-9)
+    return [round(step * MIOU_TARGET_STEP, 4) for step in range(first, last + 1)]
+
+
 def mean_std(values: Iterable[float | None]) -> tuple[float, float | None]:
     """Mean and sample std (None for one value) of the values that are not None."""
     array = np.array([value for value in values if value is not None], dtype=float)
@@ -163,6 +193,15 @@ def summarise(paths: Iterable[str | Path]) -> dict[str, Any]:
                 str(budget): [_rounded(value) for value in found]
                 for budget in action_budgets(results)
                 if (found := miou_at_actions(runs, budget)) is not None
+            },
+            "clicks_to_reach": {
+                f"{target:g}": {
+                    "seeds_reached": len(reached),
+                    "clicks_mean": _rounded(mean_std(reached)[0], 1),
+                    "clicks_std": _rounded(mean_std(reached)[1], 1),
+                }
+                for target in miou_targets(results)
+                if (reached := [c for rows in runs if (c := clicks_to_reach(rows, target)) is not None])
             },
             "train_seconds_total": _rounded(sum(sum(r.get("train_seconds") or 0 for r in rows) for rows in runs), 1),
             "per_class_iou_last": per_class_iou(last),
@@ -292,6 +331,7 @@ def summary_table(paths: Iterable[str | Path]) -> str:
             "least 2 seeds on both sides).",
         ]
     lines += actions_table(summary)
+    lines += clicks_to_reach_table(summary)
     lines += per_class_table(summary)
     if summary["in_progress"]:
         lines += ["", f"In progress (not counted): {', '.join(summary['in_progress'])}."]
@@ -318,6 +358,38 @@ def actions_table(summary: dict[str, Any]) -> list[str]:
         cells = [_percent(*at[str(budget)]) if str(budget) in at else "-" for budget in budgets]
         spent = " → ".join(f"{actions:g}" for actions in entry["actions_per_round"] if actions is not None)
         lines.append(f"| {name} | {spent or '-'} | {' | '.join(cells)} |")
+    return lines
+
+
+def clicks_to_reach_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines: the clicks every strategy needs to first reach each mIoU level (``clicks_to_reach``, mean ±
+    std over the seeds that reach it, with their count where some do not); no lines when no run reached one."""
+    targets = sorted({float(target) for entry in summary["strategies"].values() for target in entry["clicks_to_reach"]})
+    if not targets:
+        return []
+    lines = [
+        "",
+        "Clicks to first reach an mIoU (each seed's curve interpolated between the round below the level and the "
+        "round that reaches it, or the first round's clicks where that round already does; mean ± std over the seeds "
+        "that reach it, (k/n) where only k of n seeds do, - where none does; fewer clicks to the same level is the "
+        "label saving):",
+        "",
+        f"| strategy | {' | '.join(f'{100 * target:g}%' for target in targets)} |",
+        f"|---|{'---|' * len(targets)}",
+    ]
+    for name, entry in summary["strategies"].items():
+        cells = []
+        for target in targets:
+            found = entry["clicks_to_reach"].get(f"{target:g}")
+            if found is None:
+                cells.append("-")
+                continue
+            std = found["clicks_std"]
+            cell = f"{found['clicks_mean']:.0f}" + ("" if std is None else f" ± {std:.0f}")
+            if found["seeds_reached"] < entry["seeds"]:
+                cell += f" ({found['seeds_reached']}/{entry['seeds']})"
+            cells.append(cell)
+        lines.append(f"| {name} | {' | '.join(cells)} |")
     return lines
 
 

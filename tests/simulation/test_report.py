@@ -120,6 +120,29 @@ def test_strategies_are_compared_at_equal_editor_actions_without_extrapolating(t
     assert "| bald | 500 → 1500 → 3000 | 25.6 | 38.1 | 52.2 |" in table
 
 
+def test_the_label_saving_is_the_clicks_each_strategy_needs_to_first_reach_an_miou(tmp_path):
+    """mIoU 20.0 / 31.1 / 52.2 (+2 for seed 1) after 10 / 20 / 30 clicks; random ends at 42.2."""
+    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12), ("rand", "random", 0, 0)])
+    strategies = summarise(files)["strategies"]
+    bald, rand = strategies["bald"]["clicks_to_reach"], strategies["rand"]["clicks_to_reach"]
+    assert list(bald) == [f"{0.03 * step:.4g}" for step in range(7, 19)], "every 3 points from 21% to 54%"
+    assert bald["0.3"] == {"seeds_reached": 2, "clicks_mean": 19.0, "clicks_std": 0.0}, "90% of the way to 31.1"
+    assert bald["0.54"] == {"seeds_reached": 1, "clicks_mean": pytest.approx(29.9, abs=0.1), "clicks_std": None}
+    assert "0.45" not in rand and rand["0.42"]["clicks_mean"] == pytest.approx(29.8, abs=0.1)
+    assert bald["0.42"]["clicks_mean"] < rand["0.42"]["clicks_mean"], "the steeper curve saves clicks"
+
+    table = summary_table(files)
+    assert "| strategy | 21% | 24% | 27% | 30% | 33% |" in table
+    assert "| rand | 11 | 14 | 16 | 19 | 22 | 24 | 27 | 30 | - | - | - | - |" in table
+    assert table.count("(1/2)") == 1, "only seed 1 of bald reaches 54%"
+
+    payload = json.loads((files[2] / "results.json").read_text())
+    payload["rows"][1]["miou"] = 0.1  # a curve that dips: the first crossing counts
+    (files[2] / "results.json").write_text(json.dumps(payload))
+    rand = summarise(files)["strategies"]["rand"]["clicks_to_reach"]
+    assert rand["0.21"]["clicks_mean"] == pytest.approx(20 + 10 * 0.11 / 0.3222, abs=0.1)
+
+
 def test_whole_images_are_charged_their_outlined_regions_and_left_out_without_them(tmp_path):
     """A whole image's actions: its vertices, 2 per outlined region (``queries_cumulative``: class hotkey and the
     closing click) and a submit; a row without the outlined regions gets no actions rather than an undercount."""
