@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument(
         "--class-weighting",
         choices=CLASS_WEIGHTINGS,
-        help="class weights in every round's loss and the reference's (default none; see TRAIN_CLASS_WEIGHTING)",
+        help="class weights in every round's loss and the reference's (default none, the unweighted benchmark; the "
+        "server's TRAIN_CLASS_WEIGHTING defaults to inverse_sqrt_frequency)",
     )
     sim.add_argument("--reference", action="store_true", help="also train the fully supervised reference")
     sim.add_argument("--reference-only", action="store_true", help="train only the fully supervised reference")
