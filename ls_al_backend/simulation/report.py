@@ -338,27 +338,37 @@ def summary_table(paths: Iterable[str | Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _markdown_section(intro: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    """Markdown lines: a blank line, the intro, a blank line and a table of ``columns`` with ``rows`` of cells."""
+    return [
+        "",
+        intro,
+        "",
+        f"| {' | '.join(columns)} |",
+        f"|{'---|' * len(columns)}",
+        *(f"| {' | '.join(cells)} |" for cells in rows),
+    ]
+
+
 def actions_table(summary: dict[str, Any]) -> list[str]:
     """Markdown lines: every strategy's mIoU at equal editor actions (``miou_at_actions``) and its actions per
     round; no lines when no run records actions."""
     budgets = sorted({int(budget) for entry in summary["strategies"].values() for budget in entry["miou_at_actions"]})
     if not budgets:
         return []
-    lines = [
-        "",
-        "At equal editor actions (key presses and clicks in Label Studio: the clicks above, one press selecting "
-        "each query, two per region a whole image outlines, one submit per labelled image); mIoU % interpolated "
-        "between a run's rounds, mean ± std, - outside its rounds:",
-        "",
-        f"| strategy | actions per round | {' | '.join(f'{budget:g}' for budget in budgets)} |",
-        f"|---|---|{'---|' * len(budgets)}",
-    ]
+    rows = []
     for name, entry in summary["strategies"].items():
         at = entry["miou_at_actions"]
         cells = [_percent(*at[str(budget)]) if str(budget) in at else "-" for budget in budgets]
         spent = " → ".join(f"{actions:g}" for actions in entry["actions_per_round"] if actions is not None)
-        lines.append(f"| {name} | {spent or '-'} | {' | '.join(cells)} |")
-    return lines
+        rows.append([name, spent or "-", *cells])
+    return _markdown_section(
+        "At equal editor actions (key presses and clicks in Label Studio: the clicks above, one press selecting "
+        "each query, two per region a whole image outlines, one submit per labelled image); mIoU % interpolated "
+        "between a run's rounds, mean ± std, - outside its rounds:",
+        ["strategy", "actions per round", *(f"{budget:g}" for budget in budgets)],
+        rows,
+    )
 
 
 def clicks_to_reach_table(summary: dict[str, Any]) -> list[str]:
@@ -367,18 +377,9 @@ def clicks_to_reach_table(summary: dict[str, Any]) -> list[str]:
     targets = sorted({float(target) for entry in summary["strategies"].values() for target in entry["clicks_to_reach"]})
     if not targets:
         return []
-    lines = [
-        "",
-        "Clicks to first reach an mIoU (each seed's curve interpolated between the round below the level and the "
-        "round that reaches it, or the first round's clicks where that round already does; mean ± std over the seeds "
-        "that reach it, (k/n) where only k of n seeds do, - where none does; fewer clicks to the same level is the "
-        "label saving):",
-        "",
-        f"| strategy | {' | '.join(f'{100 * target:g}%' for target in targets)} |",
-        f"|---|{'---|' * len(targets)}",
-    ]
+    rows = []
     for name, entry in summary["strategies"].items():
-        cells = []
+        cells = [name]
         for target in targets:
             found = entry["clicks_to_reach"].get(f"{target:g}")
             if found is None:
@@ -389,8 +390,15 @@ def clicks_to_reach_table(summary: dict[str, Any]) -> list[str]:
             if found["seeds_reached"] < entry["seeds"]:
                 cell += f" ({found['seeds_reached']}/{entry['seeds']})"
             cells.append(cell)
-        lines.append(f"| {name} | {' | '.join(cells)} |")
-    return lines
+        rows.append(cells)
+    return _markdown_section(
+        "Clicks to first reach an mIoU (each seed's curve interpolated between the round below the level and the "
+        "round that reaches it, or the first round's clicks where that round already does; mean ± std over the seeds "
+        "that reach it, (k/n) where only k of n seeds do, - where none does; fewer clicks to the same level is the "
+        "label saving):",
+        ["strategy", *(f"{100 * target:g}%" for target in targets)],
+        rows,
+    )
 
 
 def per_class_table(summary: dict[str, Any]) -> list[str]:
@@ -402,17 +410,11 @@ def per_class_table(summary: dict[str, Any]) -> list[str]:
     names = list(dict.fromkeys(name for classes in entries.values() for name in classes))
     if not names:
         return []
-    lines = [
-        "",
-        "IoU % per class at the last round (mean over seeds):",
-        "",
-        f"| strategy | {' | '.join(names)} |",
-        f"|---|{'---|' * len(names)}",
+    rows = [
+        [strategy, *(_percent(classes[name][0], None) if name in classes else "-" for name in names)]
+        for strategy, classes in entries.items()
     ]
-    for strategy, classes in entries.items():
-        cells = [_percent(classes[name][0], None) if name in classes else "-" for name in names]
-        lines.append(f"| {strategy} | {' | '.join(cells)} |")
-    return lines
+    return _markdown_section("IoU % per class at the last round (mean over seeds):", ["strategy", *names], rows)
 
 
 #: What a learning-curve plot puts on its x axis: row key, axis label, scale factor, log scale.
