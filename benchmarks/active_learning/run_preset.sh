@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# The CPU-preset active-learning benchmark on CamVid (train = pool, val = evaluation): every strategy and the fully
-# supervised reference over SEEDS, then summary.json, summary.md and the plots from whatever runs are finished.
+# The active-learning benchmark on CamVid (train = pool, val = evaluation) for one preset of `simulate` (PRESET:
+# cpu, the default, or gpu): every strategy and the fully supervised reference over SEEDS, then summary.json,
+# summary.md and the plots from whatever runs are finished.
 #
-#   bash benchmarks/active_learning/run_cpu_preset.sh                # all runs not yet finished, then the summary
-#   COMMIT=1 bash benchmarks/active_learning/run_cpu_preset.sh       # also commit each finished run on its own
-#   SEEDS="0 1" PARALLEL=1 CAMVID=/path/to/camvid bash benchmarks/active_learning/run_cpu_preset.sh
-#   SUMMARY_ONLY=1 bash benchmarks/active_learning/run_cpu_preset.sh # only regenerate the summary and plots
+#   bash benchmarks/active_learning/run_preset.sh                # all runs not yet finished, then the summary
+#   COMMIT=1 bash benchmarks/active_learning/run_preset.sh       # also commit each finished run on its own
+#   SEEDS="0 1" PARALLEL=1 CAMVID=/path/to/camvid bash benchmarks/active_learning/run_preset.sh
+#   SUMMARY_ONLY=1 bash benchmarks/active_learning/run_preset.sh # only regenerate the summary and plots
 #   ONLY="reference sp_random" bash ...  # only these runs (names as in STRATEGIES, or reference), in SEEDS
 #   CODE=/path/to/checkout bash ...  # run the package of another checkout (e.g. a frozen commit while you edit)
 #   CLASS_WEIGHTING=inverse_frequency bash ...  # every run and the reference with class weights in the loss; results
 #                                               # go to benchmarks/active_learning/cpu_inverse_frequency (or
 #                                               # cpu_inverse_sqrt_frequency for CLASS_WEIGHTING=inverse_sqrt_frequency)
+#   PRESET=gpu THREADS=3 PARALLEL=4 bash ...    # the GPU preset (results in gpu/, gpu_inverse_sqrt_frequency/, ...),
+#                                               # 3 torch threads per run
+#   LS_AL="python3 -m ls_al_backend.cli" bash ...  # another way to start the CLI (a machine without .venv)
+#   OUT_ROOT=/tmp/smoke SIMULATE_OPTIONS="--pool-limit 4 --rounds 2" bash ...  # a smoke run elsewhere: options
+#                                               # appended to every simulate call (not for committed results)
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
 # and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
@@ -20,14 +26,22 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CAMVID="${CAMVID:-../shared/datasets/camvid}"
 LS_AL="${LS_AL:-.venv/bin/ls-al-backend}"
+PRESET="${PRESET:-cpu}"
+OUT_ROOT="${OUT_ROOT:-benchmarks/active_learning}"
+SIMULATE_OPTIONS="${SIMULATE_OPTIONS:-}"
+case "$PRESET" in
+  cpu | gpu) ;;
+  *) echo "PRESET must be cpu or gpu, got '$PRESET'" >&2; exit 2 ;;
+esac
 CLASS_WEIGHTING="${CLASS_WEIGHTING:-none}"
 case "$CLASS_WEIGHTING" in
-  none) OUT=benchmarks/active_learning/cpu ;;
-  inverse_frequency | inverse_sqrt_frequency) OUT="benchmarks/active_learning/cpu_$CLASS_WEIGHTING" ;;
+  none) OUT="$OUT_ROOT/$PRESET" ;;
+  inverse_frequency | inverse_sqrt_frequency) OUT="$OUT_ROOT/${PRESET}_$CLASS_WEIGHTING" ;;
   *) echo "CLASS_WEIGHTING must be none, inverse_frequency or inverse_sqrt_frequency, got '$CLASS_WEIGHTING'" >&2
      exit 2 ;;
 esac
 PARALLEL="${PARALLEL:-2}"
+THREADS="${THREADS:-1}"
 SEEDS="${SEEDS:-0 1 2}"
 COMMIT="${COMMIT:-0}"
 ONLY="${ONLY:-}"
@@ -75,14 +89,23 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
   dir="$OUT/$name/seed_$seed"
   if finished "$dir"; then echo "$name seed $seed: already finished"; return 0; fi
   mkdir -p "$dir"
-  echo "commit $(git -C "$CODE" rev-parse HEAD)," \
-    "$(git -C "$CODE" status --porcelain -- ls_al_backend | wc -l) uncommitted file(s) in ls_al_backend" \
-    > "$dir/code_version.txt"
+  if [ -n "${CODE_COMMIT:-}" ]; then  # a copy of the checkout without its .git (the GPU machine)
+    echo "commit $CODE_COMMIT (CODE_COMMIT: a copy of the checkout without .git)" > "$dir/code_version.txt"
+  else
+    echo "commit $(git -C "$CODE" rev-parse HEAD)," \
+      "$(git -C "$CODE" status --porcelain -- ls_al_backend | wc -l) uncommitted file(s) in ls_al_backend" \
+      > "$dir/code_version.txt"
+  fi
+  if command -v nvidia-smi > /dev/null; then
+    echo "gpu: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -n 1)" >> "$dir/code_version.txt"
+  fi
   echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)," \
     "native bf16 flags: $(grep -o -w -E 'amx_bf16|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')" \
     >> "$dir/code_version.txt"
-  local common=(simulate --preset cpu --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$dir" --seed "$seed"
+  local common=(simulate --preset "$PRESET" --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$dir" --seed "$seed"
     --class-weighting "$CLASS_WEIGHTING")
+  # shellcheck disable=SC2206  # the options are words
+  common+=($SIMULATE_OPTIONS)
   local started=$SECONDS
   if [ "$name" = reference ]; then
     common+=(--reference-only)
@@ -90,7 +113,8 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
     # shellcheck disable=SC2206  # the options are words
     common+=(--name "$name" --mode "$mode" --acquisition "$acquisition" $options)
   fi
-  if ! OMP_NUM_THREADS=1 "$LS_AL" "${common[@]}" > "$dir/run.log" 2>&1 || ! finished "$dir"; then
+  # shellcheck disable=SC2086  # LS_AL may be a command with arguments
+  if ! OMP_NUM_THREADS="$THREADS" $LS_AL "${common[@]}" > "$dir/run.log" 2>&1 || ! finished "$dir"; then
     echo "$name seed $seed FAILED after $((SECONDS - started)) s (see $dir/run.log)" >&2
     return 0  # the other runs go on; this one resumes on the next call
   fi
@@ -98,7 +122,7 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
   commit_run "Active-learning benchmark ($OUT): $name, seed $seed" "$dir"
 }
 export -f finished commit_run run_one
-export CAMVID LS_AL OUT COMMIT CODE CLASS_WEIGHTING
+export CAMVID LS_AL OUT COMMIT CODE CODE_COMMIT CLASS_WEIGHTING PRESET THREADS SIMULATE_OPTIONS
 
 if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
   for seed in $SEEDS; do
@@ -111,6 +135,7 @@ fi
 
 # summary.json, summary.md and the learning curves (mean and one std over seeds) from every finished run, written by
 # this checkout's package
-env -u PYTHONPATH "$LS_AL" simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" --plot "$OUT"/*/seed_*/
+# shellcheck disable=SC2086
+env -u PYTHONPATH $LS_AL simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" --plot "$OUT"/*/seed_*/
 commit_run "Active-learning benchmark ($OUT): summary and plots" \
   "$OUT"/summary.json "$OUT"/summary.md "$OUT"/learning_curves*.png
