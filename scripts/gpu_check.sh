@@ -12,7 +12,8 @@
 #
 # On a machine whose python3 has torch and torchvision but not the project's other packages, install those first
 # (WHEELS=.whl: a folder of wheels installed with --no-deps into /tmp/site). Settings: ONLY, SEEDS, PARALLEL,
-# THREADS, CLASS_WEIGHTING and CODE_COMMIT go to run_preset.sh; BENCH=0 or TESTS=0 skip steps 1 or 2.
+# THREADS, CLASS_WEIGHTING and CODE_COMMIT go to run_preset.sh; BENCH=0 or TESTS=0 skip steps 1 or 2; PACK=1 leaves
+# one archive, gpu_check.tar.gz, in place of the files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -62,4 +63,8 @@ wait "$preset"
 echo "GPU preset exit $? after $((SECONDS - started)) s"
 tail -n 30 "$OUT/gpu_preset.log"
 tar -czf "$OUT/gpu_runs.tar.gz" --exclude=state --exclude='*.pt' "${OUT_ROOT:-benchmarks/active_learning}"/gpu*
+if [ "${PACK:-0}" = 1 ]; then  # one archive in place of the files (the device tool brings back at most 8)
+  tar -czf /tmp/gpu_check.tar.gz -C "$OUT" --exclude=gpu_check.log . && find "$OUT" -mindepth 1 ! -name gpu_check.log -delete
+  mv /tmp/gpu_check.tar.gz "$OUT/"
+fi
 ls -la "$OUT"
