@@ -67,19 +67,23 @@ def region_pixel_counts(regions: torch.Tensor, num_regions: int | None = None) -
 def region_scores(
     score_map: torch.Tensor, regions: torch.Tensor, num_regions: int | None = None, reduce: str = "mean"
 ) -> torch.Tensor:
-    """Scatter-reduce the map by region id: ``[H, W]`` scores + ``[H, W]`` int ids -> ``[R]``.
+    """Scatter-reduce the map by region id: ``[H, W]`` scores + ``[H, W]`` int ids -> ``[R]`` float32 on the map's
+    device.
 
     ``reduce`` is ``"mean"`` (default; the mean uncertainty of the region's pixels, Cai et al. 2021) or ``"max"``.
-    Ids absent from the map get 0.
+    Ids absent from the map get 0. The sums run on the CPU in float64: CUDA's scatter sums add in an arbitrary
+    order, so near-equal regions would swap ranks from one call to the next and the same model would query
+    different regions.
     """
     _check_regions(score_map, regions)
     if reduce not in ("mean", "max"):
         raise ValueError(f"unknown region reduction {reduce!r}; known: max, mean")
     size = num_regions_of(regions) if num_regions is None else num_regions
-    ids = regions.reshape(-1).long().to(score_map.device)
-    out = torch.zeros(size, dtype=torch.float32, device=score_map.device)
+    ids = regions.reshape(-1).long().cpu()
+    out = torch.zeros(size, dtype=torch.float64)
     torch_reduce = "mean" if reduce == "mean" else "amax"
-    return out.scatter_reduce(0, ids, score_map.reshape(-1).to(torch.float32), torch_reduce, include_self=False)
+    reduced = out.scatter_reduce(0, ids, score_map.reshape(-1).cpu().double(), torch_reduce, include_self=False)
+    return reduced.to(device=score_map.device, dtype=torch.float32)
 
 
 def region_class_counts(

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from ls_al_backend.acquisition.reductions import region_scores
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
 from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import mc_dropout, to_tensor
@@ -129,3 +130,14 @@ def test_a_version_trained_on_cuda_loads_on_a_cpu_with_the_same_outputs(samples,
     restored.load_state_dict(checkpoint.state_dict)
     on_cpu, on_cuda = loss_on(restored, samples, CPU), loss_on(net, samples, CUDA)
     assert abs(on_cpu - on_cuda) < 1e-2 * on_cuda, "the same weights, up to TF32 rounding on the GPU"
+
+
+def test_region_scores_on_cuda_are_the_same_every_call_and_equal_the_cpus() -> None:
+    """Float sums on CUDA add in an arbitrary order: the reduction must not, or equal models query other regions."""
+    generator = torch.Generator().manual_seed(0)
+    score_map = torch.rand(360, 480, generator=generator)
+    regions = torch.randint(0, 700, (360, 480), generator=generator)
+    on_cpu = region_scores(score_map, regions)
+    calls = [region_scores(score_map.to(CUDA), regions.to(CUDA)) for _ in range(5)]
+    assert all(call.device.type == "cuda" for call in calls)
+    assert all(torch.equal(call.cpu(), on_cpu) for call in calls)
