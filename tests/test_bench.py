@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from redis import Redis
 
+from ls_al_backend.bench.report import training_images_per_s_after_first_epoch
 from ls_al_backend.bench.service_speed import measure_pool_scoring, percentile
 from ls_al_backend.cli import main
 from ls_al_backend.config import Settings
@@ -176,3 +177,9 @@ def test_scale_is_skipped_with_the_reason_without_a_label_studio() -> None:
     result = measure_scale(Settings.from_env({}), "<View/>", "none", [], 10, (1,), REDIS_URL)
 
     assert "LABEL_STUDIO_URL" in result["skipped"]
+
+
+def test_training_speed_after_the_first_epoch_leaves_the_warm_up_out() -> None:
+    result = {"seconds_per_epoch": [11.0, 0.5, 0.5], "images_per_epoch": 16}
+    assert training_images_per_s_after_first_epoch(result) == 32.0
+    assert training_images_per_s_after_first_epoch({"seconds_per_epoch": [2.0], "images_per_epoch": 16}) is None
