@@ -48,6 +48,20 @@ def samples() -> list[TrainingSample]:
     return found
 
 
+@pytest.fixture
+def scalers(monkeypatch) -> list[torch.amp.GradScaler]:
+    """Every ``torch.amp.GradScaler`` that training creates during the test, in order."""
+    created = []
+    grad_scaler = torch.amp.GradScaler
+
+    def recording_scaler(*args, **kwargs) -> torch.amp.GradScaler:
+        created.append(grad_scaler(*args, **kwargs))
+        return created[-1]
+
+    monkeypatch.setattr(torch.amp, "GradScaler", recording_scaler)
+    return created
+
+
 def loss_on(net: SegmentationNet, samples: list[TrainingSample], device: torch.device) -> float:
     """Float32 cross entropy of the eval-mode network on whole images."""
     net.eval()
@@ -62,16 +76,7 @@ def test_auto_precision_on_cuda_is_float16_with_a_gradient_scaler() -> None:
     assert precision.name == "fp16" and precision.needs_grad_scaler
 
 
-def test_training_on_cuda_runs_amp_with_an_active_grad_scaler_and_lowers_the_loss(samples, monkeypatch) -> None:
-    scalers = []
-    grad_scaler = torch.amp.GradScaler
-
-    def recording_scaler(*args, **kwargs):
-        scaler = grad_scaler(*args, **kwargs)
-        scalers.append(scaler)
-        return scaler
-
-    monkeypatch.setattr(torch.amp, "GradScaler", recording_scaler)
+def test_training_on_cuda_runs_amp_with_an_active_grad_scaler_and_lowers_the_loss(samples, scalers) -> None:
     net = build_network(SPEC, seed=0)
     before = loss_on(net, samples, CUDA)
     config = TrainConfig(epochs=4, min_steps=40, batch_size=4, lr=1e-3, crop_size=SIZE, seed=0)
@@ -83,10 +88,7 @@ def test_training_on_cuda_runs_amp_with_an_active_grad_scaler_and_lowers_the_los
     assert loss_on(net, samples, CUDA) < 0.8 * before
 
 
-def test_fp32_training_on_cuda_needs_no_scaler(samples, monkeypatch) -> None:
-    scalers = []
-    grad_scaler = torch.amp.GradScaler
-    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **k: scalers.append(grad_scaler(*a, **k)) or scalers[-1])
+def test_fp32_training_on_cuda_needs_no_scaler(samples, scalers) -> None:
     net = build_network(SPEC, seed=0)
     result = train(net, samples[:2], TrainConfig(epochs=1, batch_size=2, crop_size=SIZE, precision="fp32"), CUDA)
     assert result.metrics["precision"] == "fp32"
