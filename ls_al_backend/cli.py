@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
     from ls_al_backend.model.train_config import CLASS_WEIGHTINGS
     from ls_al_backend.modes import QueryMode
+    from ls_al_backend.simulation.config import PRESETS as SIMULATION_PRESETS
 
     parser = argparse.ArgumentParser(
         prog="ls-al-backend",
@@ -83,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         "--acquisition", default="{}", help='JSON, e.g. \'{"heuristic": "bald", "class_balance": "pixbal"}\''
     )
     sim.add_argument(
-        "--preset", choices=("cpu", "gpu"), help="named settings (see PRESETS in simulation.py); options below win"
+        "--preset",
+        choices=SIMULATION_PRESETS,
+        help="named settings (PRESETS in simulation/config.py); options below win",
     )
     sim.add_argument("--name", help="strategy name in results and plots (default: mode:heuristic[:balance])")
     sim.add_argument("--budget", type=float, help="clicks per round (default 100)")

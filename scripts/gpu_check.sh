@@ -3,15 +3,16 @@
 #   1. `ls-al-backend bench --only precision,training,mc` on the GPU, first, alone on the machine;
 #   2. the CUDA tests (float16 AMP with a gradient scaler; tests/model/test_cuda.py) and the suites that run on CUDA
 #      under DEVICE=auto (model, backend, simulation, acquisition), beside 3;
-#   3. the GPU preset of the active-learning benchmark (benchmarks/active_learning/run_preset.sh, PRESET=gpu) for the
-#      time that is left: every finished round is in its results.json, so a run cut short still reports its rounds.
-# Everything it writes goes to $OUT: pytest_cuda.log, pytest_on_cuda.log, bench/ (the bench JSON), gpu_runs.tar.gz (the run folders without
-# their state/) and the logs.
+#   3. the GPU preset of the active-learning benchmark (benchmarks/active_learning/run_preset.sh, PRESET=gpu or
+#      gpu_retrain) for the time that is left: every finished round is in its results.json, so a run cut short still
+#      reports its rounds.
+# Everything it writes goes to $OUT: machine.txt, bench.log and bench/ (the bench JSON), pytest_cuda.log,
+# pytest_on_cuda.log, gpu_preset.log and gpu_runs.tar.gz (the run folders without their state/).
 #
 #   OUT=/tmp/gpu CAMVID=.camvid DEADLINE_S=560 bash scripts/gpu_check.sh
 #
 # On a machine whose python3 has torch and torchvision but not the project's other packages, install those first
-# (WHEELS=.whl: a folder of wheels installed with --no-deps into /tmp/site). Settings: ONLY, SEEDS, PARALLEL,
+# (WHEELS=.whl: a folder of wheels installed with --no-deps into /tmp/site). Settings: PRESET, ONLY, SEEDS, PARALLEL,
 # THREADS, CLASS_WEIGHTING and CODE_COMMIT go to run_preset.sh; BENCH=0 or TESTS=0 skip steps 1 or 2; PACK=1 leaves
 # one archive, gpu_check.tar.gz, in place of the files.
 set -uo pipefail
@@ -43,7 +44,7 @@ fi
 
 # 3 in the background, for what is left of the deadline; 1 beside it.
 (
-  PRESET=gpu LS_AL="$PYTHON -m ls_al_backend.cli" CAMVID="$CAMVID" \
+  PRESET="${PRESET:-gpu}" LS_AL="$PYTHON -m ls_al_backend.cli" CAMVID="$CAMVID" \
     timeout --signal=INT --kill-after=20 "$(($(remaining) - 25))" \
     bash benchmarks/active_learning/run_preset.sh
 ) > "$OUT/gpu_preset.log" 2>&1 &

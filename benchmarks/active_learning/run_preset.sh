@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The active-learning benchmark on CamVid (train = pool, val = evaluation) for one preset of `simulate` (PRESET:
-# cpu, the default, or gpu): every strategy and the fully supervised reference over SEEDS, then summary.json,
+# cpu, the default, gpu or gpu_retrain; PRESETS in ls_al_backend/simulation/config.py): every strategy and the fully supervised reference over SEEDS, then summary.json,
 # summary.md and the plots from whatever runs are finished.
 #
 #   bash benchmarks/active_learning/run_preset.sh                # all runs not yet finished, then the summary
@@ -30,8 +30,8 @@ PRESET="${PRESET:-cpu}"
 OUT_ROOT="${OUT_ROOT:-benchmarks/active_learning}"
 SIMULATE_OPTIONS="${SIMULATE_OPTIONS:-}"
 case "$PRESET" in
-  cpu | gpu) ;;
-  *) echo "PRESET must be cpu or gpu, got '$PRESET'" >&2; exit 2 ;;
+  cpu | gpu | gpu_retrain) ;;
+  *) echo "PRESET must be cpu, gpu or gpu_retrain, got '$PRESET'" >&2; exit 2 ;;
 esac
 CLASS_WEIGHTING="${CLASS_WEIGHTING:-none}"
 case "$CLASS_WEIGHTING" in

@@ -33,6 +33,8 @@ def test_presets_fill_what_the_options_leave_open(tmp_path):
     mine = config_from_preset("cpu", **paths, epochs=7, acquisition={"superpixel_size": 24})
     assert mine.epochs == 7 and mine.acquisition == {"superpixel_size": 24}
     assert config_from_preset(None, **paths).epochs == SimulationConfig("p", "e", "o").epochs
-    assert config_from_preset("gpu", **paths).warm_start is False
+    gpu = config_from_preset("gpu", **paths)
+    assert (gpu.resolution, gpu.warm_start, gpu.epochs) == (480, True, PRESETS["cpu"]["epochs"]), "the server's rule"
+    assert config_from_preset("gpu_retrain", **paths).warm_start is False, "PixelPick's: from ImageNet every round"
     with pytest.raises(ValueError, match="preset 'tpu'"):
         config_from_preset("tpu", **paths)
