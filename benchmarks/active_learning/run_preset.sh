@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The active-learning benchmark on CamVid (train = pool, val = evaluation) for one preset of `simulate` (PRESET:
-# cpu, the default, gpu or gpu_retrain; PRESETS in ls_al_backend/simulation/config.py): every strategy and the fully supervised reference over SEEDS, then summary.json,
-# summary.md and the plots from whatever runs are finished.
+# cpu, the default, gpu or gpu_retrain; PRESETS in ls_al_backend/simulation/config.py): every strategy and the
+# fully supervised reference over SEEDS, then summary.json, summary.md and the plots from whatever runs are finished.
 #
 #   bash benchmarks/active_learning/run_preset.sh                # all runs not yet finished, then the summary
 #   COMMIT=1 bash benchmarks/active_learning/run_preset.sh       # also commit each finished run on its own
@@ -12,16 +12,17 @@
 #   CLASS_WEIGHTING=inverse_frequency bash ...  # every run and the reference with class weights in the loss; results
 #                                               # go to benchmarks/active_learning/cpu_inverse_frequency (or
 #                                               # cpu_inverse_sqrt_frequency for CLASS_WEIGHTING=inverse_sqrt_frequency)
-#   PRESET=gpu THREADS=3 PARALLEL=4 bash ...    # the GPU preset (results in gpu/, gpu_inverse_sqrt_frequency/, ...),
-#                                               # 3 torch threads per run
+#   PRESET=gpu THREADS=3 PARALLEL=4 bash ...    # a GPU preset (results in gpu/, gpu_inverse_sqrt_frequency/, ...),
+#                                               # 3 torch threads per run (scripts/gpu_check.sh runs it on a GPU)
 #   LS_AL="python3 -m ls_al_backend.cli" bash ...  # another way to start the CLI (a machine without .venv)
 #   OUT_ROOT=/tmp/smoke SIMULATE_OPTIONS="--pool-limit 4 --rounds 2" bash ...  # a smoke run elsewhere: options
 #                                               # appended to every simulate call (not for committed results)
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
 # and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
-# writes benchmarks/active_learning/cpu/<strategy>/seed_<n>/{config.json,results.json,rounds.csv,code_version.txt}.
-# Runs go seed by seed (every strategy of seed 0 first), PARALLEL at a time with one torch thread each.
+# writes benchmarks/active_learning/<preset>[_<weighting>]/<strategy>/seed_<n>/{config.json,results.json,rounds.csv,
+# code_version.txt}. Runs go seed by seed (every strategy of seed 0 first), PARALLEL at a time with THREADS torch
+# threads each (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CAMVID="${CAMVID:-../shared/datasets/camvid}"
