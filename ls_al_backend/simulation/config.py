@@ -73,8 +73,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "superpixel_size": 32,
     },
     # Close to PixelPick's CamVid setting: full resolution (480x360), the model retrained from ImageNet weights for
-    # 50 epochs every round. About 3.5 hours of one H200 for 8 strategies x 3 seeds (its first rounds, measured:
-    # benchmarks/active_learning/gpu_retrain_inverse_sqrt_frequency/).
+    # 50 epochs every round. About 3.5 hours of one H200 for 8 strategies x 3 seeds, estimated from its first rounds
+    # (benchmarks/active_learning/gpu_retrain_inverse_sqrt_frequency/).
     "gpu_retrain": {
         "resolution": 480,
         "rounds": 6,
