@@ -22,6 +22,10 @@ OUT="${OUT:?set OUT to the folder for the results}"
 CAMVID="${CAMVID:-../shared/datasets/camvid}"
 DEADLINE_S="${DEADLINE_S:-560}"
 PYTHON="${PYTHON:-python3}"
+if ! [[ "$DEADLINE_S" =~ ^[0-9]+$ ]] || [ "$DEADLINE_S" -lt 60 ]; then
+  echo "DEADLINE_S must be a whole number of seconds, at least 60, got '$DEADLINE_S'" >&2
+  exit 2
+fi
 mkdir -p "$OUT"
 
 if [ -n "${WHEELS:-}" ]; then
@@ -42,10 +46,12 @@ if [ "${BENCH:-1}" = 1 ]; then  # alone on the machine, so its timings hold
   echo "bench exit $? after $((SECONDS - started)) s"
 fi
 
-# 3 in the background, for what is left of the deadline; 1 beside it.
+# 3 in the background, for what is left of the deadline (less 25 s to pack up); 2 beside it.
+preset_s=$(($(remaining) - 25))
+[ "$preset_s" -gt 0 ] || { echo "no time left for the GPU preset (DEADLINE_S=$DEADLINE_S)" >&2; preset_s=1; }
 (
   PRESET="${PRESET:-gpu}" LS_AL="$PYTHON -m ls_al_backend.cli" CAMVID="$CAMVID" \
-    timeout --signal=INT --kill-after=20 "$(($(remaining) - 25))" \
+    timeout --signal=INT --kill-after=20 "$preset_s" \
     bash benchmarks/active_learning/run_preset.sh
 ) > "$OUT/gpu_preset.log" 2>&1 &
 preset=$!

@@ -71,11 +71,6 @@ def loss_on(net: SegmentationNet, samples: list[TrainingSample], device: torch.d
         return partial_cross_entropy(net.to(device)(images).float(), labels).item()
 
 
-def test_auto_precision_on_cuda_is_float16_with_a_gradient_scaler() -> None:
-    precision = resolve_precision(CUDA, "auto")
-    assert precision.name == "fp16" and precision.needs_grad_scaler
-
-
 def test_training_on_cuda_runs_amp_with_an_active_grad_scaler_and_lowers_the_loss(samples, scalers) -> None:
     net = build_network(SPEC, seed=0)
     before = loss_on(net, samples, CUDA)
