@@ -311,22 +311,36 @@ class Browser:
         """Open a task in the labeling editor (Data Manager with ``?task=``); wait until its image is shown and
         (``with_regions``) its regions are listed.
 
-        Returns the seconds the editor took to show them.
+        On a project's first visit the Data Manager creates its first view and can navigate to it (``?tab=N``),
+        dropping ``?task=``, so the editor never opens (seen once in CI). Then the task URL is loaded once more.
+
+        Returns the seconds the editor took to show them, the retry included.
         """
         from selenium.webdriver.support.ui import WebDriverWait
 
+        task_url = f"{url.rstrip('/')}/projects/{project_id}/data?task={task_id}"
         started = time.monotonic()
-        self.driver.get(f"{url.rstrip('/')}/projects/{project_id}/data?task={task_id}")
+        pages = []
+        for _attempt in range(2):
+            self.driver.get(task_url)
+            try:
+                WebDriverWait(self.driver, EDITOR_TIMEOUT_S, poll_frequency=0.25).until(
+                    lambda driver: driver.execute_script(EDITOR_READY_JS, image_name, with_regions)
+                )
+                return time.monotonic() - started
+            except Exception:  # any failed wait is retried once, then reported below
+                pages.append(f"{self.driver.current_url}: {self.page_text()!r}")
+        raise BrowserError(
+            f"the editor for task {task_id} showed no {'regions' if with_regions else 'image'} within "
+            f"{EDITOR_TIMEOUT_S} s, twice; pages: {' | '.join(pages)}"
+        )
+
+    def page_text(self, characters: int = 300) -> str:
+        """The start of the page's visible text (for error messages); '' when it cannot be read."""
         try:
-            WebDriverWait(self.driver, EDITOR_TIMEOUT_S, poll_frequency=0.25).until(
-                lambda driver: driver.execute_script(EDITOR_READY_JS, image_name, with_regions)
-            )
-        except Exception as error:
-            raise BrowserError(
-                f"the editor for task {task_id} showed no regions within {EDITOR_TIMEOUT_S} s "
-                f"(page {self.driver.current_url})"
-            ) from error
-        return time.monotonic() - started
+            return str(self.driver.execute_script("return document.body ? document.body.innerText : ''"))[:characters]
+        except Exception:  # a broken page must not hide the error being reported
+            return ""
 
     def outliner(self) -> list[OutlinerRow]:
         rows = self.driver.execute_async_script(READ_OUTLINER_JS)
