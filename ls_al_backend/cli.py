@@ -100,6 +100,13 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default auto (see PRECISION)")
     sim.add_argument("--batch-size", type=int, help="default 4")
     sim.add_argument("--reference-epochs", type=int, help="epochs of the reference run (default rounds x epochs)")
+    sim.add_argument(
+        "--final-epochs",
+        type=int,
+        help="after the last round, train a fresh ImageNet network on the final labels for this many epochs and "
+        "score it (results.json's 'final'; default: skipped)",
+    )
+    sim.add_argument("--final-min-steps", type=int, help="at least this many steps in that training (default 0)")
     sim.add_argument("--mc-samples", type=int, help="MC-dropout samples (default 20)")
     sim.add_argument("--pool-limit", type=int, help="use this many pool images (evenly spaced)")
     sim.add_argument("--eval-limit", type=int, help="use this many evaluation images (evenly spaced)")
@@ -247,6 +254,8 @@ def simulate(args: argparse.Namespace) -> None:
             precision=args.precision,
             batch_size=args.batch_size,
             reference_epochs=args.reference_epochs,
+            final_epochs=args.final_epochs,
+            final_min_steps=args.final_min_steps,
             mc_samples=args.mc_samples,
             pool_limit=args.pool_limit,
             eval_limit=args.eval_limit,

@@ -79,3 +79,9 @@ def test_simulate_refuses_a_bad_acquisition_json(tmp_path: Path, capsys) -> None
     argv = ["simulate", "--pool", str(tmp_path), "--eval", str(tmp_path), "--out", str(tmp_path / "o")]
     assert main([*argv, "--acquisition", "{heuristic: bald"]) == 2
     assert "ls-al-backend simulate:" in capsys.readouterr().err
+
+
+def test_simulate_refuses_final_epochs_below_one_readably(tmp_path: Path, capsys) -> None:
+    argv = ["simulate", "--pool", str(tmp_path), "--eval", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--final-epochs", "0"]) == 2
+    assert "final_epochs must be >= 1, got 0" in capsys.readouterr().err

@@ -94,7 +94,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 BUDGET_UNITS = ("clicks", "pixels")
 
 #: Fields that may differ between a run and the run it resumes.
-RESUMABLE_FIELDS = ("rounds", "device", "precision", "out_dir", "keep_all_checkpoints")
+RESUMABLE_FIELDS = (
+    "rounds",
+    "device",
+    "precision",
+    "out_dir",
+    "keep_all_checkpoints",
+    "final_epochs",
+    "final_min_steps",
+)
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,9 @@ class SimulationConfig:
     ``min_steps`` optimizer steps, nothing held out. The fully supervised reference trains ``reference_epochs``
     epochs (None: ``rounds * epochs``) over the whole pool, and half as many to show how far from converged it is.
     ``semi_supervised="mean_teacher"`` passes every pool image to training as unlabelled (the reference stays
-    supervised).
+    supervised). ``final_epochs`` (None: skipped) trains, after the last round, a fresh ImageNet network on the
+    final labels for that many epochs (at least ``final_min_steps`` steps) and scores it: what the labels give a
+    model trained to convergence, apart from the rounds' training rule (``results.json``'s ``final``).
     """
 
     pool_dir: str
@@ -156,6 +166,8 @@ class SimulationConfig:
     precision: str = "auto"
     name: str | None = None
     keep_all_checkpoints: bool = False
+    final_epochs: int | None = None
+    final_min_steps: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "query_mode", LEGACY_MODE_NAMES.get(self.query_mode, self.query_mode))
@@ -176,8 +188,12 @@ class SimulationConfig:
             raise ValueError(f"reference_epochs must be >= 1, got {self.reference_epochs}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.min_steps < 0:
-            raise ValueError(f"min_steps must be >= 0, got {self.min_steps}")
+        if self.min_steps < 0 or self.final_min_steps < 0:
+            raise ValueError(
+                f"min_steps and final_min_steps must be >= 0, got {self.min_steps}, {self.final_min_steps}"
+            )
+        if self.final_epochs is not None and self.final_epochs < 1:
+            raise ValueError(f"final_epochs must be >= 1, got {self.final_epochs}")
         if self.max_units_per_image is not None and self.max_units_per_image < 1:
             raise ValueError("max_units_per_image must be >= 1")
         if self.semi_supervised not in SEMI_SUPERVISED_MODES:
@@ -248,6 +264,18 @@ class SimulationConfig:
         epochs = max(1, round(share * (self.reference_epochs or self.rounds * self.epochs)))
         return dataclasses.replace(
             self.train_config(0), epochs=epochs, min_steps=0, stage2_epochs=0, semi_supervised="none"
+        )
+
+    def final_train_config(self) -> TrainConfig:
+        """The final labels' training (``final_epochs``, at least ``final_min_steps`` steps; ValueError without
+        ``final_epochs``): the rounds' settings otherwise, its own seed."""
+        if self.final_epochs is None:
+            raise ValueError("final_epochs is not set")
+        return dataclasses.replace(
+            self.train_config(0),
+            epochs=self.final_epochs,
+            min_steps=self.final_min_steps,
+            seed=derive_seed(self.seed, "final") % (2**31),
         )
 
     def to_dict(self) -> dict[str, Any]:

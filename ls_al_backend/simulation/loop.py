@@ -35,6 +35,7 @@ from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import mc_dropout
 from ls_al_backend.model.network import SegmentationNet, build_network, select_device
 from ls_al_backend.model.precision import resolve_precision
+from ls_al_backend.model.train_config import TrainConfig
 from ls_al_backend.model.training import train
 from ls_al_backend.modes import ImageLabels, Unit
 from ls_al_backend.simulation.annotator import build_target, editor_actions
@@ -299,20 +300,49 @@ class Simulation:
                 samples.append(TrainingSample(index, example.image, target))
         return samples, pixels, annotator, queries
 
-    def _train(self, net: SegmentationNet, round_index: int, samples: list[TrainingSample]):
+    def _train(self, net: SegmentationNet | None, train_config: TrainConfig, samples: list[TrainingSample]):
+        """Train ``net`` (None: a fresh seeded ImageNet network) on ``samples`` by ``train_config``."""
         config = self.config
-        if not config.warm_start:
+        if net is None:
             net = build_network(config.network_spec(), seed=config.seed)
         unlabelled = [example.image for example in self.pool] if config.semi_supervised != "none" else None
         return train(
             net,
             samples,
-            config.train_config(round_index),
+            train_config,
             self.device,
             training_progress,
             partial_labels=self.handler.partial_labels,
             unlabelled=unlabelled,
         )
+
+    def train_final(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Train a fresh network on the final labels by ``config.final_train_config()`` and score it; saved as
+        ``results.json``'s ``final`` and returned."""
+        started = time.monotonic()
+        samples, _, _, _ = self.targets()
+        result = self._train(None, self.config.final_train_config(), samples)
+        confusion = evaluate(result.net, self.eval, self.config.num_classes, self.device)
+        ious = iou_per_class(confusion)
+        final = {
+            "after_round": rows[-1]["round"],
+            "labelled_images": len(samples),
+            "epochs": self.config.final_epochs,
+            "min_steps": self.config.final_min_steps,
+            "epochs_run": result.metrics["epochs_run"],
+            "train_steps": result.metrics["steps"],
+            "train_seconds": result.metrics["seconds"],
+            "precision": result.metrics["precision"],
+            "miou": mean_iou(confusion),
+            "per_class_iou": {name: float(iou) for name, iou in zip(self.config.class_names, ious, strict=True)},
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        self.folder.save_final(final)
+        self.log(
+            f"[{self.config.strategy} seed {self.config.seed}] final labels, {self.config.final_epochs} epochs from "
+            f"ImageNet weights: mIoU {100 * final['miou']:.2f} ({final['seconds']:.1f} s)"
+        )
+        return final
 
     # --- run ---
 
@@ -347,7 +377,9 @@ class Simulation:
             clicks_total += clicks
             spent_total += sum(units.charges[position] for position in chosen)
             samples, pixels, annotator, queries = self.targets()
-            result = self._train(net, round_index, samples)
+            result = self._train(
+                net if self.config.warm_start else None, self.config.train_config(round_index), samples
+            )
             net = result.net
             confusion = evaluate(net, self.eval, self.config.num_classes, self.device)
             ious = iou_per_class(confusion)
@@ -383,6 +415,8 @@ class Simulation:
                 f"{len(chosen)} units, {clicks_total:g} clicks, {100 * row['labelled_pixel_share']:.3f}% pixels, "
                 f"mIoU {100 * row['miou']:.2f} ({row['seconds']:.1f} s)"
             )
+        if self.config.final_epochs is not None and rows and "final" not in self.folder.results():
+            self.train_final(rows)
         return rows
 
 

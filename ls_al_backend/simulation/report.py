@@ -44,10 +44,12 @@ def result_files(paths: Iterable[str | Path]) -> list[Path]:
 
 @dataclass
 class ResultSet:
-    """Result files read back: every finished run's rows per strategy, the references, the strategies whose
-    heuristic is ``random`` (the baselines) and the runs still in progress (``strategy seed N``)."""
+    """Result files read back: every finished run's rows per strategy, the finished runs' ``final`` (their final
+    labels trained again, where a run has it) per strategy, the references, the strategies whose heuristic is
+    ``random`` (the baselines) and the runs still in progress (``strategy seed N``)."""
 
     strategies: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
+    finals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     references: list[dict[str, Any]] = field(default_factory=list)
     randoms: set[str] = field(default_factory=set)
     in_progress: list[str] = field(default_factory=list)
@@ -66,6 +68,8 @@ class ResultSet:
                 found.in_progress.append(f"{payload.get('strategy')} seed {payload.get('seed')}")
                 continue
             found.strategies.setdefault(payload["strategy"], []).append(rows)
+            if payload.get("final"):
+                found.finals.setdefault(payload["strategy"], []).append(payload["final"])
             if str(payload.get("config", {}).get("acquisition", {}).get("heuristic", "")).lower() == "random":
                 found.randoms.add(payload["strategy"])
         return found
@@ -205,9 +209,26 @@ def summarise(paths: Iterable[str | Path]) -> dict[str, Any]:
             },
             "train_seconds_total": _rounded(sum(sum(r.get("train_seconds") or 0 for r in rows) for rows in runs), 1),
             "per_class_iou_last": per_class_iou(last),
+            "final_labels_retrained": final_labels_retrained(results.finals.get(strategy, [])),
         }
     summary["goal"] = goal_check(summary)
     return summary
+
+
+def final_labels_retrained(finals: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Mean and std over seeds of the runs' ``final`` (the final labels trained again from ImageNet weights), with
+    the epochs and steps it trained; None when no run has one."""
+    if not finals:
+        return None
+    miou, miou_std = mean_std(final["miou"] for final in finals)
+    return {
+        "seeds": len(finals),
+        "epochs": sorted({final["epochs"] for final in finals}),
+        "train_steps_mean": _rounded(mean_std(final["train_steps"] for final in finals)[0], 1),
+        "miou_mean": _rounded(miou),
+        "miou_std": _rounded(miou_std),
+        "per_class_iou": per_class_iou(finals),
+    }
 
 
 def per_class_iou(rows: list[dict[str, Any]]) -> dict[str, list[float | None]]:
@@ -330,6 +351,7 @@ def summary_table(paths: Iterable[str | Path]) -> str:
             f"{gaps or 'no baseline finished'}; **{'met' if goal['met'] else 'not met'}** (a gap counts only with at "
             "least 2 seeds on both sides).",
         ]
+    lines += final_labels_table(summary)
     lines += actions_table(summary)
     lines += clicks_to_reach_table(summary)
     lines += per_class_table(summary)
@@ -348,6 +370,48 @@ def _markdown_section(intro: str, columns: list[str], rows: list[list[str]]) -> 
         f"|{'---|' * len(columns)}",
         *(f"| {' | '.join(cells)} |" for cells in rows),
     ]
+
+
+def final_labels_table(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines: the last round's mIoU beside the same labels trained again (``final_labels_retrained``),
+    and its share of the reference; no lines when no run has a final training."""
+    entries = {
+        name: entry for name, entry in summary["strategies"].items() if entry["final_labels_retrained"] is not None
+    }
+    if not entries:
+        return []
+    reference = summary["reference"]
+    rows = []
+    for name, entry in entries.items():
+        final = entry["final_labels_retrained"]
+        ratio = "-"
+        if reference and reference["miou_mean"] and final["miou_mean"] is not None:
+            ratio = f"{100 * final['miou_mean'] / reference['miou_mean']:.0f}%"
+        rows.append(
+            [
+                name,
+                str(final["seeds"]),
+                _percent(entry["final_miou_mean"], entry["final_miou_std"]),
+                "/".join(str(epochs) for epochs in final["epochs"]),
+                f"{final['train_steps_mean']:g}",
+                _percent(final["miou_mean"], final["miou_std"]),
+                ratio,
+            ]
+        )
+    return _markdown_section(
+        "The final labels trained again from ImageNet weights (`--final-epochs`; mean ± std over the seeds that have "
+        "it), beside the last round's mIoU under the rounds' training rule:",
+        [
+            "strategy",
+            "seeds",
+            "last round mIoU %",
+            "epochs",
+            "steps",
+            "retrained mIoU %",
+            "retrained / fully supervised",
+        ],
+        rows,
+    )
 
 
 def actions_table(summary: dict[str, Any]) -> list[str]:

@@ -1,6 +1,6 @@
 """A simulation run's folder: its settings (``config.json``, checked when a run resumes), the results after every
-round (``results.json``, ``rounds.csv``) and what resuming needs (``state/``: the labelled units and the last
-round's model)."""
+round (``results.json``, ``rounds.csv``; a new round drops an earlier ``final``) and what resuming needs
+(``state/``: the labelled units and the last round's model)."""
 
 from __future__ import annotations
 
@@ -74,6 +74,11 @@ class RunFolder:
         if not self.config.keep_all_checkpoints:  # resuming needs only the last round's model
             for older in range(round_index):
                 self.model_path(older).unlink(missing_ok=True)
+
+    def save_final(self, final: dict[str, Any]) -> None:
+        """``final`` (the final labels' training and score) into ``results.json``, beside the rows."""
+        payload = self.results() | {"final": final}
+        write_atomic(self.out / "results.json", json.dumps(json_value(payload), indent=2).encode())
 
     def restore(
         self, device: torch.device

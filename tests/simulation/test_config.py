@@ -23,6 +23,20 @@ def test_config_is_validated(data, tmp_path):
         tiny_config(data, tmp_path, acquisition={"heuristic": "nope"})
     with pytest.raises(ValueError, match="diversity"):
         tiny_config(data, tmp_path, acquisition={"diversity": "kcenter"})
+    with pytest.raises(ValueError, match="final_epochs"):
+        tiny_config(data, tmp_path, final_epochs=0)
+    with pytest.raises(ValueError, match="final_min_steps"):
+        tiny_config(data, tmp_path, final_epochs=1, final_min_steps=-1)
+
+
+def test_the_final_labels_train_by_their_own_epochs_steps_and_seed(data, tmp_path):
+    with pytest.raises(ValueError, match="final_epochs is not set"):
+        tiny_config(data, tmp_path).final_train_config()
+    config = tiny_config(data, tmp_path, final_epochs=30, final_min_steps=500)
+    final, rounds = config.final_train_config(), config.train_config(0)
+    assert (final.epochs, final.min_steps) == (30, 500)
+    assert final.seed != rounds.seed and final.crop_size == rounds.crop_size
+    assert final.class_weighting == rounds.class_weighting and final.batch_size == rounds.batch_size
 
 
 def test_presets_fill_what_the_options_leave_open(tmp_path):

@@ -106,3 +106,26 @@ def test_a_round_whose_budget_the_last_image_spent_labels_nothing_new(data, tmp_
     assert rows[0]["units_selected"] == 1 and rows[0]["clicks_cumulative"] > 40, "the first image, over budget"
     assert rows[1]["units_selected"] == 0 and rows[1]["clicks_round"] == 0
     assert rows[1]["miou"] == rows[0]["miou"] and rows[1]["clicks_cumulative"] == rows[0]["clicks_cumulative"]
+
+
+def test_the_final_labels_train_a_fresh_network_once_and_a_new_round_trains_them_again(data, tmp_path):
+    """``final_epochs`` trains a fresh network on the last round's labels and saves its score beside the rows;
+    resuming a finished run keeps it; a run resumed for more rounds drops it and trains the new labels."""
+    lines: list[str] = []
+    config = tiny_config(data, tmp_path, rounds=1, final_epochs=2, final_min_steps=3)
+    rows = run_simulation(config, log=lines.append)
+    final = json.loads((tmp_path / "results.json").read_text())["final"]
+    assert final["after_round"] == 0 and final["labelled_images"] == rows[-1]["labelled_images"]
+    assert (final["epochs"], final["min_steps"]) == (2, 3)
+    assert final["train_steps"] >= 3 and 0.0 <= final["miou"] <= 1.0
+    assert set(final["per_class_iou"]) == set(config.class_names)
+    assert "final labels, 2 epochs from ImageNet weights" in lines[-1]
+
+    lines.clear()
+    assert without_time(run_simulation(config, log=lines.append)) == without_time(rows)
+    assert json.loads((tmp_path / "results.json").read_text())["final"] == final, "not trained again"
+    assert not any("final labels" in line for line in lines)
+
+    more = run_simulation(tiny_config(data, tmp_path, rounds=2, final_epochs=2, final_min_steps=3), log=None)
+    again = json.loads((tmp_path / "results.json").read_text())["final"]
+    assert again["after_round"] == 1 and again["labelled_images"] == more[-1]["labelled_images"]
