@@ -49,8 +49,9 @@ from ls_al_backend.simulation.state import RunFolder
 @dataclass
 class _Units:
     """Candidate units of one round: image index, unit (region id / flat pixel / 0), score, the cost the ranking
-    divides by (the engine's estimate: predicted classes for multi-class regions, else the clicks), the annotator's
-    clicks (from the ground truth) and what the budget is charged (the clicks, or the unit's pixels)."""
+    divides by (the engine's estimate: predicted classes for multi-class regions, 1 for a whole image, whose outline's
+    cost nobody knows before it is drawn, else the clicks), the annotator's clicks (from the ground truth) and what
+    the budget is charged (the clicks, or the unit's pixels)."""
 
     images: list[int] = field(default_factory=list)
     units: list[int] = field(default_factory=list)
@@ -147,7 +148,7 @@ class Simulation:
                 units, unit_scores, estimated, unit_clicks = (
                     [0],
                     [0.0 if scores is None else scores.image_score],
-                    [clicks],
+                    [1.0],  # ranked by score alone, as the product's queue orders tasks
                     [clicks],
                 )
             elif unit is Unit.PIXEL:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from ls_al_backend.model.network import build_network
 from ls_al_backend.simulation import (
     Simulation,
     run_simulation,
@@ -129,3 +130,15 @@ def test_the_final_labels_train_a_fresh_network_once_and_a_new_round_trains_them
     more = run_simulation(tiny_config(data, tmp_path, rounds=2, final_epochs=2, final_min_steps=3), log=None)
     again = json.loads((tmp_path / "results.json").read_text())["final"]
     assert again["after_round"] == 1 and again["labelled_images"] == more[-1]["labelled_images"]
+
+
+def test_whole_images_are_ranked_by_their_score_alone_not_by_their_unknown_outline_cost(data, tmp_path):
+    """The queue serves the most uncertain image first; its outline's clicks are charged, never foreseen."""
+    config = tiny_config(data, tmp_path, "dense_brush", acquisition={"heuristic": "predictive_entropy"})
+    simulation = Simulation(config, log=None)
+    net = build_network(config.network_spec(), seed=0).to(simulation.device)
+    units = simulation._candidates(net, 1, budget=1e9, random_order=False)
+    assert units.estimated_costs == [1.0] * len(simulation.pool)
+    assert units.clicks == [float(simulation.unit_clicks(i)[0]) for i in range(len(simulation.pool))]
+    chosen = simulation._select(units, budget=max(units.charges), round_index=1, random_order=False)
+    assert chosen[0] == max(range(len(units.scores)), key=units.scores.__getitem__)
