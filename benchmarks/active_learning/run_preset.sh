@@ -17,6 +17,8 @@
 #   LS_AL="python3 -m ls_al_backend.cli" bash ...  # another way to start the CLI (a machine without .venv)
 #   OUT_ROOT=/tmp/smoke SIMULATE_OPTIONS="--pool-limit 4 --rounds 2" bash ...  # a smoke run elsewhere: options
 #                                               # appended to every simulate call (not for committed results)
+#   SIMULATE_OPTIONS="--final-epochs 50 --final-min-steps 2000" bash ...  # also train every run's final labels
+#                                               # from ImageNet weights (results.json's "final"; recorded in config)
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
 # and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
@@ -64,12 +66,14 @@ STRATEGIES=(
   "px_balent_pixelpick|sparse_points|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}|"
 )
 
-finished() {  # $1: run folder; true when every configured round (or the reference) is in its results
+finished() {  # $1: run folder; true when every configured round (or the reference) is in its results, and the
+              # final labels' training where the run asks for one (--final-epochs)
   [ -f "$1/reference.json" ] && return 0
   [ -f "$1/results.json" ] || return 1
   python3 -c 'import json, sys
 r = json.load(open(sys.argv[1] + "/results.json"))
-sys.exit(0 if len(r["rows"]) >= r["config"]["rounds"] else 1)' "$1"
+final_done = not r["config"].get("final_epochs") or "final" in r
+sys.exit(0 if len(r["rows"]) >= r["config"]["rounds"] and final_done else 1)' "$1"
 }
 
 commit_run() {  # $1: message, then the paths; retried while another git command holds the index
