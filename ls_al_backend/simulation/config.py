@@ -57,8 +57,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # server's rule as "cpu" (warm start, 8 epochs over the labelled images, at least 300 steps of 8 crops of
     # 256x256). 6 rounds of 450 clicks: 2700 in all, 4.7% of the clicks that answering every superpixel of the
     # pool costs, so every round lies within the goal's 5%. The reference trains 80 epochs (and 40). On one H200
-    # eight runs side by side (six of them superpixel runs) took 260-370 s a superpixel run; the reference, beside
-    # three whole-image runs, 295 s (benchmarks/active_learning/gpu_inverse_sqrt_frequency/).
+    # six superpixel runs side by side, with two more runs beside them, took 260-370 s each; the reference, beside
+    # three whole-image runs and then two other references, 295 s
+    # (benchmarks/active_learning/gpu_inverse_sqrt_frequency/).
     "gpu": {
         "resolution": 480,
         "crop_size": 256,
