@@ -25,6 +25,7 @@ from ls_al_backend.acquisition.reductions import (
     REGION_COSTS,
     region_class_counts,
     region_costs,
+    region_means_by_class,
     region_scores,
 )
 from ls_al_backend.acquisition.sampling import STOCHASTIC_SAMPLERS
@@ -357,5 +358,4 @@ def _select_regions(
 
 def region_scores_by_class(summary: MCSummary, regions: torch.Tensor) -> torch.Tensor:
     """``[R, C]`` mean class probabilities of each region (default region features for k-center)."""
-    mean = summary.to_image_size(summary.mean)
-    return torch.stack([region_scores(mean[c], regions) for c in range(mean.shape[0])], dim=1)
+    return region_means_by_class(summary.to_image_size(summary.mean), regions)

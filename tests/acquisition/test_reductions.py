@@ -14,6 +14,7 @@ from ls_al_backend.acquisition.reductions import (
     pixelpick,
     region_costs,
     region_dominant_class,
+    region_means_by_class,
     region_pixel_counts,
     region_scores,
     top_pixels,
@@ -78,6 +79,22 @@ def test_region_scores_are_region_means_and_monotone(
     rid = int(regions[r, c])
     assert after[rid] > scores[rid] and torch.equal(torch.cat([after[:rid], after[rid + 1 :]]),
                                                     torch.cat([scores[:rid], scores[rid + 1 :]]))  # fmt: skip
+
+
+@settings(max_examples=30, deadline=None)
+@given(num_maps=st.integers(1, 4), num=st.integers(1, 6), seed=st.integers(0, 1000))
+def test_region_means_by_class_are_each_maps_region_scores(num_maps: int, num: int, seed: int) -> None:
+    maps = torch.rand((num_maps, 5, 7), generator=torch.Generator().manual_seed(seed))
+    regions = region_map(5, 7, num, seed)
+    means = region_means_by_class(maps, regions)
+    assert means.shape == (num, num_maps) and means.dtype == torch.float32
+    for c in range(num_maps):
+        assert torch.allclose(means[:, c], region_scores(maps[c], regions), atol=1e-6)
+
+
+def test_region_means_by_class_rejects_maps_of_another_shape() -> None:
+    with pytest.raises(ValueError, match=r"maps \[C, H, W\]"):
+        region_means_by_class(torch.rand(2, 4, 4), torch.zeros(4, 5, dtype=torch.long))
 
 
 def test_uncertain_region_ranks_above_certain_region_of_same_image() -> None:
