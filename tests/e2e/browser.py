@@ -321,6 +321,7 @@ class Browser:
         task_url = f"{url.rstrip('/')}/projects/{project_id}/data?task={task_id}"
         started = time.monotonic()
         pages = []
+        last_error: Exception | None = None
         for _attempt in range(2):
             self.driver.get(task_url)
             try:
@@ -328,12 +329,13 @@ class Browser:
                     lambda driver: driver.execute_script(EDITOR_READY_JS, image_name, with_regions)
                 )
                 return time.monotonic() - started
-            except Exception:  # any failed wait is retried once, then reported below
+            except Exception as error:  # any failed wait is retried once, then reported below
+                last_error = error
                 pages.append(f"{self.driver.current_url}: {self.page_text()!r}")
         raise BrowserError(
             f"the editor for task {task_id} showed no {'regions' if with_regions else 'image'} within "
             f"{EDITOR_TIMEOUT_S} s, twice; pages: {' | '.join(pages)}"
-        )
+        ) from last_error
 
     def page_text(self, characters: int = 300) -> str:
         """The start of the page's visible text (for error messages); '' when it cannot be read."""
