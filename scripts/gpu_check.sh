@@ -7,7 +7,8 @@
 #      gpu_retrain) for the time that is left: every finished round is in its results.json, so a run cut short still
 #      reports its rounds.
 # Everything it writes goes to $OUT: machine.txt, bench.log and bench/ (the bench JSON), pytest_cuda.log,
-# pytest_on_cuda.log, gpu_preset.log and gpu_runs.tar.gz (the run folders without their state/).
+# pytest_on_cuda.log, gpu_preset.log and gpu_runs.tar.gz (the run folders with their labels, state/round_*.json, and without
+# checkpoints, so that the labels can be trained again on a CPU with `simulate --final-epochs`).
 #
 #   OUT=/tmp/gpu CAMVID=.camvid DEADLINE_S=560 bash scripts/gpu_check.sh
 #
@@ -69,7 +70,7 @@ fi
 wait "$preset"
 echo "GPU preset exit $? after $((SECONDS - started)) s"
 tail -n 30 "$OUT/gpu_preset.log"
-tar -czf "$OUT/gpu_runs.tar.gz" --exclude=state --exclude='*.pt' "${OUT_ROOT:-benchmarks/active_learning}"/gpu*
+tar -czf "$OUT/gpu_runs.tar.gz" --exclude='*.pt' "${OUT_ROOT:-benchmarks/active_learning}"/gpu*
 if [ "${PACK:-0}" = 1 ]; then  # one archive in place of the files (the device tool brings back at most 8)
   tar -czf /tmp/gpu_check.tar.gz -C "$OUT" --exclude=gpu_check.log . && find "$OUT" -mindepth 1 ! -name gpu_check.log -delete
   mv /tmp/gpu_check.tar.gz "$OUT/"

@@ -84,11 +84,16 @@ class RunFolder:
         self, device: torch.device
     ) -> tuple[list[dict[str, Any]], list[ImageLabels] | None, SegmentationNet | None]:
         """The rows of the rounds whose state is complete, the labelled units and the model after the last of them
-        (eval mode, on ``device``); ``([], None, None)`` when nothing can be resumed."""
+        (eval mode, on ``device``); ``([], None, None)`` when nothing can be resumed.
+
+        A finished run (``config.rounds`` rows) needs only its last round's labels, not its model: the model is
+        ``None`` then, and the final labels can still be trained again (``final_epochs``), e.g. a GPU run's folder
+        brought back without its checkpoints."""
         rows = self.results().get("rows", [])
         while rows:
             last = rows[-1]["round"]
-            if self.state_path(last).is_file() and self.model_path(last).is_file():
+            finished = len(rows) >= self.config.rounds
+            if self.state_path(last).is_file() and (finished or self.model_path(last).is_file()):
                 break
             rows = rows[:-1]
         if not rows:
@@ -98,6 +103,8 @@ class RunFolder:
         revealed = [
             ImageLabels(item["dense"], list(item["regions"]), [tuple(p) for p in item["pixels"]]) for item in state
         ]
+        if not self.model_path(last).is_file():
+            return rows, revealed, None
         net = build_network(self.config.network_spec(), seed=self.config.seed)
         net.load_state_dict(torch.load(self.model_path(last), map_location="cpu", weights_only=True))
         return rows, revealed, net.to(device).eval()
