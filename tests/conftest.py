@@ -12,6 +12,7 @@ from hypothesis import settings as hypothesis_settings
 from PIL import Image
 
 from ls_al_backend.config import Settings
+from ls_al_backend.labeling.annotations import IGNORE
 
 # CI draws the same property-test examples on every run (a failure there is reproducible, never a lucky draw);
 # locally each run explores new examples.
@@ -25,6 +26,22 @@ LABEL_CONFIGS = sorted((REPO_ROOT / "label_configs").glob("*.xml"))
 
 def camvid_root() -> Path:
     return Path(os.environ.get("CAMVID_DIR", REPO_ROOT.parent / "shared" / "datasets" / "camvid"))
+
+
+def camvid_training_pairs(size: int, every: int, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every ``every``-th CamVid training image (sorted by name), ``count`` of them, resized to ``size x size``:
+    ``(image [size, size, 3] uint8, labels [size, size] int64)``, the mask resized nearest, void (11) as IGNORE."""
+    root = camvid_root() / "train"
+    paths = sorted((root / "images").glob("*.jpg"))[::every][:count]
+    assert len(paths) == count, f"CamVid training images not found under {root} (set CAMVID_DIR)"
+    pairs = []
+    for path in paths:
+        image = np.asarray(Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR))
+        mask = Image.open(root / "masks" / f"{path.stem}.png").resize((size, size), Image.NEAREST)
+        labels = np.asarray(mask).astype(np.int64)
+        labels[labels == 11] = IGNORE
+        pairs.append((image, labels))
+    return pairs
 
 
 @pytest.fixture(scope="session")

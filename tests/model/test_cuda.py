@@ -7,13 +7,11 @@ The rest of the suite runs on CUDA there too wherever it uses the default ``DEVI
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ls_al_backend.acquisition.reductions import region_scores
-from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
+from ls_al_backend.labeling.annotations import LabelTarget
 from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import mc_dropout, to_tensor
 from ls_al_backend.model.losses import partial_cross_entropy
@@ -22,7 +20,7 @@ from ls_al_backend.model.precision import resolve_precision
 from ls_al_backend.model.store import ModelStore
 from ls_al_backend.model.train_config import TrainConfig
 from ls_al_backend.model.training import train
-from tests.conftest import camvid_root
+from tests.conftest import camvid_training_pairs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -35,17 +33,8 @@ SIZE = 96
 @pytest.fixture(scope="module")
 def samples() -> list[TrainingSample]:
     """Four CamVid training images at 96x96, labelled densely by their masks (void ignored)."""
-    root = camvid_root() / "train"
-    paths = sorted((root / "images").glob("*.jpg"))[::60][:4]
-    assert len(paths) == 4, f"CamVid training images not found under {root}"
-    found = []
-    for index, path in enumerate(paths):
-        image = np.asarray(Image.open(path).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR))
-        labels = np.asarray(Image.open(root / "masks" / f"{path.stem}.png").resize((SIZE, SIZE), Image.NEAREST))
-        labels = labels.astype(np.int64)
-        labels[labels == 11] = IGNORE
-        found.append(TrainingSample(index, image, LabelTarget(labels)))
-    return found
+    pairs = camvid_training_pairs(SIZE, every=60, count=4)
+    return [TrainingSample(index, image, LabelTarget(labels)) for index, (image, labels) in enumerate(pairs)]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from ls_al_backend.labeling.annotations import IGNORE, LabelTarget
 from ls_al_backend.model.batches import Item, TrainingSample
@@ -16,7 +15,7 @@ from ls_al_backend.model.losses import partial_cross_entropy
 from ls_al_backend.model.network import NetworkSpec, build_network
 from ls_al_backend.model.train_config import TrainConfig
 from ls_al_backend.model.training import Losses, train
-from tests.conftest import camvid_root
+from tests.conftest import camvid_training_pairs
 
 SPEC = NetworkSpec("Unet", "timm-tf_efficientnet_lite0", num_classes=11, head_dropout=0.1)
 SIZE = 64
@@ -29,18 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def camvid() -> list[tuple[np.ndarray, np.ndarray]]:
-    """Six CamVid training images and masks at 64x64; mask value 11 (void) becomes IGNORE."""
-    root = camvid_root() / "train"
-    images = sorted((root / "images").glob("*.jpg"))[::40][:6]
-    assert len(images) == 6, f"CamVid training images not found under {root}"
-    pairs = []
-    for path in images:
-        image = np.asarray(Image.open(path).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR))
-        mask = np.asarray(Image.open(root / "masks" / f"{path.stem}.png").resize((SIZE, SIZE), Image.NEAREST))
-        labels = mask.astype(np.int64)
-        labels[labels == 11] = IGNORE
-        pairs.append((image, labels))
-    return pairs
+    """Six CamVid training images and masks at 64x64; void is IGNORE."""
+    return camvid_training_pairs(SIZE, every=40, count=6)
 
 
 def dense_samples(camvid, count: int) -> list[TrainingSample]:
