@@ -45,8 +45,9 @@ def result_files(paths: Iterable[str | Path]) -> list[Path]:
 @dataclass
 class ResultSet:
     """Result files read back: every finished run's rows per strategy, the finished runs' ``final`` (their final
-    labels trained again, where a run has it) per strategy, the references, the strategies whose heuristic is
-    ``random`` (the baselines) and the runs still in progress (``strategy seed N``)."""
+    labels trained again, where a run has it, with that run's ``last_round_miou``) per strategy, the references,
+    the strategies whose heuristic is ``random`` (the baselines) and the runs still in progress
+    (``strategy seed N``)."""
 
     strategies: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
     finals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -69,7 +70,8 @@ class ResultSet:
                 continue
             found.strategies.setdefault(payload["strategy"], []).append(rows)
             if payload.get("final"):
-                found.finals.setdefault(payload["strategy"], []).append(payload["final"])
+                final = payload["final"] | {"last_round_miou": rows[-1]["miou"]}
+                found.finals.setdefault(payload["strategy"], []).append(final)
             if str(payload.get("config", {}).get("acquisition", {}).get("heuristic", "")).lower() == "random":
                 found.randoms.add(payload["strategy"])
         return found
@@ -217,16 +219,20 @@ def summarise(paths: Iterable[str | Path]) -> dict[str, Any]:
 
 def final_labels_retrained(finals: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Mean and std over seeds of the runs' ``final`` (the final labels trained again from ImageNet weights), with
-    the epochs and steps it trained; None when no run has one."""
+    the epochs and steps it trained and the same seeds' last-round mIoU (``last_round_miou_*``, which the strategy's
+    ``final_miou_*`` averages over all its seeds); None when no run has one."""
     if not finals:
         return None
     miou, miou_std = mean_std(final["miou"] for final in finals)
+    last_round, last_round_std = mean_std(final["last_round_miou"] for final in finals)
     return {
         "seeds": len(finals),
         "epochs": sorted({final["epochs"] for final in finals}),
         "train_steps_mean": _rounded(mean_std(final["train_steps"] for final in finals)[0], 1),
         "miou_mean": _rounded(miou),
         "miou_std": _rounded(miou_std),
+        "last_round_miou_mean": _rounded(last_round),
+        "last_round_miou_std": _rounded(last_round_std),
         "per_class_iou": per_class_iou(finals),
     }
 
@@ -373,8 +379,9 @@ def _markdown_section(intro: str, columns: list[str], rows: list[list[str]]) -> 
 
 
 def final_labels_table(summary: dict[str, Any]) -> list[str]:
-    """Markdown lines: the last round's mIoU beside the same labels trained again (``final_labels_retrained``),
-    and its share of the reference; no lines when no run has a final training."""
+    """Markdown lines: the last round's mIoU beside the same labels trained again (``final_labels_retrained``), both
+    over the seeds that were trained again, and its share of the reference; no lines when no run has a final
+    training."""
     entries = {
         name: entry for name, entry in summary["strategies"].items() if entry["final_labels_retrained"] is not None
     }
@@ -391,7 +398,7 @@ def final_labels_table(summary: dict[str, Any]) -> list[str]:
             [
                 name,
                 str(final["seeds"]),
-                _percent(entry["final_miou_mean"], entry["final_miou_std"]),
+                _percent(final["last_round_miou_mean"], final["last_round_miou_std"]),
                 "/".join(str(epochs) for epochs in final["epochs"]),
                 f"{final['train_steps_mean']:g}",
                 _percent(final["miou_mean"], final["miou_std"]),
@@ -399,8 +406,8 @@ def final_labels_table(summary: dict[str, Any]) -> list[str]:
             ]
         )
     return _markdown_section(
-        "The final labels trained again from ImageNet weights (`--final-epochs`; mean ± std over the seeds that have "
-        "it), beside the last round's mIoU under the rounds' training rule:",
+        "The final labels trained again from ImageNet weights (`--final-epochs`), beside the last round's mIoU under "
+        "the rounds' training rule (both mean ± std over the seeds that were trained again):",
         [
             "strategy",
             "seeds",

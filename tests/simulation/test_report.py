@@ -177,7 +177,8 @@ def test_per_class_iou_at_the_last_round_is_averaged_over_seeds_beside_the_refer
 
 
 def test_the_final_labels_retrained_are_averaged_over_the_seeds_that_have_them(tmp_path):
-    files = write_runs(tmp_path, [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12), ("rand", "random", 0, 0)])
+    runs = [("bald", "bald", 0, 0.1), ("bald", "bald", 1, 0.12), ("bald", "bald", 2, 0.0), ("rand", "random", 0, 0)]
+    files = write_runs(tmp_path, runs)
     assert summarise(files)["strategies"]["bald"]["final_labels_retrained"] is None
     assert "trained again" not in summary_table(files)
     for folder, miou in zip(files[:2], (0.5, 0.54), strict=True):
@@ -189,6 +190,8 @@ def test_the_final_labels_retrained_are_averaged_over_the_seeds_that_have_them(t
     assert retrained["seeds"] == 2 and retrained["epochs"] == [50] and retrained["train_steps_mean"] == 450
     assert retrained["miou_mean"] == pytest.approx(0.52) and retrained["miou_std"] == pytest.approx(0.02828, abs=1e-4)
     assert retrained["per_class_iou"] == {"road": [0.9, 0.0]}
+    assert retrained["last_round_miou_mean"] == pytest.approx(0.2 + 2 / 9 + 0.11, abs=1e-4), "seeds 0 and 1 only"
+    assert summary["strategies"]["bald"]["final_miou_mean"] == pytest.approx(0.2 + 2 / 9 + 0.22 / 3, abs=1e-4)
     assert summary["strategies"]["rand"]["final_labels_retrained"] is None
     assert "| bald | 2 | 53.2 ± 1.4 | 50 | 450 | 52.0 ± 2.8 | 87% |" in summary_table(files), "0.52 / 0.6"
 
