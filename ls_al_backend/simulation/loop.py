@@ -7,7 +7,8 @@ across the whole pool under a budget (clicks by default, or labelled pixels with
 
 Round 0, and every round of a ``random`` heuristic, takes units in a uniform random order until one does not fit
 the budget (skipping it for a cheaper one would favour cheap units); every other round scores with the current
-model and visits by decreasing score / estimated cost, taking what fits (Cai et al.'s greedy knapsack). Each unit
+model and visits by decreasing score / estimated cost, taking what fits (Cai et al.'s greedy knapsack), except
+whole images, which are taken in score order until one does not fit, as an annotator follows the queue. Each unit
 is charged what the simulated annotator really spends on it (:mod:`ls_al_backend.simulation.annotator`), and
 what a round leaves of its budget carries over to the next, so every run spends the same clicks in all.
 Results and the state needed to resume are written after every round (:mod:`ls_al_backend.simulation.state`).
@@ -222,9 +223,10 @@ class Simulation:
         return flat, values[keep].tolist()
 
     def _select(self, units: _Units, budget: float, round_index: int, random_order: bool) -> list[int]:
-        """Greedy under the budget, charging each unit what the annotator really spends on it. The visiting
+        """Units under the budget, charging each unit what the annotator really spends on it. The visiting
         order is uniform at random (``random_order``), the acquisition's stochastic sampling, or decreasing
-        ``score / estimated cost`` (Cai et al.'s greedy knapsack)."""
+        ``score / estimated cost``; random units and whole images are taken while they fit, stopping at the first
+        that does not, scored regions by Cai et al.'s greedy knapsack (skipping what does not fit)."""
         if not units.units:
             return []
         acquisition = self.config.acquisition_config(round_index)
@@ -232,23 +234,25 @@ class Simulation:
         scores = torch.tensor(units.scores, dtype=torch.float64)
         estimated = torch.tensor(units.estimated_costs, dtype=torch.float64)
         if random_order:
-            # units in a uniform random order, the first always and then while they fit: skipping one that does
-            # not fit for a cheaper one would favour cheap units (images with few regions). An overspent or unspent
-            # budget carries over to the next round, so cumulative clicks stay within one unit of the plan.
-            if budget <= 0:
-                return []
             order = torch.randperm(len(units.units), generator=generator)
-            spent = torch.cumsum(torch.tensor(units.charges, dtype=torch.float64)[order], 0)
-            chosen = order[: max(1, int((spent <= budget + 1e-9).sum()))]
-            if self.config.max_units_per_image:
-                chosen = cap_per_group(chosen, torch.tensor(units.images), self.config.max_units_per_image)
-            return chosen.tolist()
-        if acquisition.sampling != "top":
+        elif acquisition.sampling != "top":
             order = stochastic_sample(
                 scores / estimated, len(units.units), acquisition.sampling, acquisition.temperature, generator
             )
         else:
             order = torch.argsort(scores / estimated, descending=True, stable=True)
+        if random_order or self.handler.unit is Unit.IMAGE:
+            # In queue order, the first always and then while they fit, stopping at the first that does not: an
+            # annotator following the queue cannot skip an image whose outline would not fit (its cost is known
+            # only once drawn), and skipping a random unit for a cheaper one would favour cheap units. An overspent
+            # or unspent budget carries over to the next round, so cumulative clicks stay within one unit of the plan.
+            if budget <= 0:
+                return []
+            spent = torch.cumsum(torch.tensor(units.charges, dtype=torch.float64)[order], 0)
+            chosen = order[: max(1, int((spent <= budget + 1e-9).sum()))]
+            if self.config.max_units_per_image:
+                chosen = cap_per_group(chosen, torch.tensor(units.images), self.config.max_units_per_image)
+            return chosen.tolist()
         chosen = budgeted_greedy(
             scores,
             torch.tensor(units.charges, dtype=torch.float64),

@@ -12,6 +12,7 @@ from ls_al_backend.simulation import (
     Simulation,
     run_simulation,
 )
+from ls_al_backend.simulation.loop import _Units
 from tests.simulation.conftest import BUDGETS, saved_state, tiny_config, without_time
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -142,3 +143,16 @@ def test_whole_images_are_ranked_by_their_score_alone_not_by_their_unknown_outli
     assert units.clicks == [float(simulation.unit_clicks(i)[0]) for i in range(len(simulation.pool))]
     chosen = simulation._select(units, budget=max(units.charges), round_index=1, random_order=False)
     assert chosen[0] == max(range(len(units.scores)), key=units.scores.__getitem__)
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("dense_brush", [0]), ("superpixel_dominant", [0, 2])])
+def test_scored_whole_images_stop_at_the_first_that_does_not_fit_while_regions_skip_it(data, tmp_path, mode, expected):
+    """An annotator following the queue outlines the top image and then the next: an image whose outline would
+    overspend ends the round instead of being skipped for a cheaper one (its cost is known only once drawn).
+    Scored regions keep Cai et al.'s knapsack, which skips what does not fit."""
+    config = tiny_config(data, tmp_path, mode, acquisition={"heuristic": "predictive_entropy"})
+    simulation = Simulation(config, log=None)
+    units = _Units()
+    for image, (score, clicks) in enumerate([(3.0, 50.0), (2.0, 100.0), (1.0, 10.0)]):
+        units.extend(image, [0], [score], [1.0], [clicks], [clicks])
+    assert simulation._select(units, budget=120, round_index=1, random_order=False) == expected
