@@ -33,24 +33,26 @@ def test_every_query_mode_and_shipped_config_has_valid_acquisition_defaults(sett
 
 
 @pytest.mark.parametrize(
-    ("mode", "heuristic", "class_balance", "pixel_selection"),
+    ("mode", "heuristic", "class_balance", "pixel_selection", "task_order"),
     [
-        (QueryMode.DENSE_BRUSH, "predictive_entropy", "none", "top"),
-        (QueryMode.SUPERPIXEL_DOMINANT, "predictive_entropy", "classbal", "top"),
-        (QueryMode.SUPERPIXEL_MULTICLASS, "predictive_entropy", "pixbal", "top"),
-        (QueryMode.SPARSE_POINTS, "balanced_entropy", "none", "pixelpick"),
+        (QueryMode.DENSE_BRUSH, "predictive_entropy", "none", "top", "random"),
+        (QueryMode.SUPERPIXEL_DOMINANT, "predictive_entropy", "classbal", "top", "score"),
+        (QueryMode.SUPERPIXEL_MULTICLASS, "predictive_entropy", "pixbal", "top", "score"),
+        (QueryMode.SPARSE_POINTS, "balanced_entropy", "none", "pixelpick", "score"),
     ],
 )
 def test_each_query_mode_defaults_to_its_benchmarked_strategy(
-    settings: Settings, mode: QueryMode, heuristic: str, class_balance: str, pixel_selection: str
+    settings: Settings, mode: QueryMode, heuristic: str, class_balance: str, pixel_selection: str, task_order: str
 ) -> None:
-    """The strategies of the CamVid benchmark (README, Active-learning benchmark) unless ACQUISITION says otherwise."""
+    """The strategies of the CamVid benchmark (README, Active-learning benchmark) unless ACQUISITION says otherwise:
+    whole images come in random order (it beat the model's order), with the entropy overlay."""
     config = parse_label_config((REPO_ROOT / "label_configs" / f"{mode.value}.xml").read_text())
     chosen = Backend(settings).acquisition_config(config)
-    assert (chosen.heuristic, chosen.class_balance, chosen.pixel_selection) == (
+    assert (chosen.heuristic, chosen.class_balance, chosen.pixel_selection, chosen.task_order) == (
         heuristic,
         class_balance,
         pixel_selection,
+        task_order,
     )
     overridden = Backend(dataclasses.replace(settings, acquisition="class_balance=none")).acquisition_config(config)
     assert overridden.class_balance == "none", "ACQUISITION still wins over the mode's default"

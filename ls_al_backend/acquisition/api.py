@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ls_al_backend.acquisition.balance import classbal_weights, dominant_class_share, pixbal_weights
-from ls_al_backend.acquisition.heuristics import HEURISTICS, get_heuristic
+from ls_al_backend.acquisition.heuristics import HEURISTICS, get_heuristic, heuristic_maximum
 from ls_al_backend.acquisition.mc import MCSummary
 from ls_al_backend.acquisition.reductions import (
     IMAGE_REDUCTIONS,
@@ -33,6 +33,7 @@ from ls_al_backend.acquisition.selection import k_center_greedy, select_units
 from ls_al_backend.acquisition.superpixels import SUPERPIXEL_METHODS, SuperpixelCache, image_digest
 
 CLASS_BALANCE_MODES = ("none", "classbal", "pixbal")
+TASK_ORDERS = ("score", "random")
 DIVERSITY_MODES = ("none", "kcenter")
 NO_SUPERPIXELS = "none"
 
@@ -106,8 +107,11 @@ class AcquisitionConfig:
         sampling: ``top`` | ``power`` | ``softmax`` | ``softrank`` (stochastic batch acquisition); ``temperature``.
         diversity: ``none`` | ``kcenter`` (k-center greedy over region mean class probabilities).
         top_n_pixels: how many single pixels to propose (0 = none); ``pixel_selection`` ``top`` | ``pixelpick``.
-        seed: seeds every random choice (random heuristic, stochastic sampling, PixelPick), combined with a hash
-            of the image so each image gets its own, reproducible, draw.
+        task_order: ``score`` (a task's queue score is its image score: the model's order) | ``random`` (a
+            uniform draw per image: images come in random order, while masks, overlay and queries still come from
+            the model and the heuristic).
+        seed: seeds every random choice (random heuristic, stochastic sampling, PixelPick, random task order),
+            combined with a hash of the image so each image gets its own, reproducible, draw.
     """
 
     heuristic: str = "predictive_entropy"
@@ -127,6 +131,7 @@ class AcquisitionConfig:
     diversity: str = "none"
     top_n_pixels: int = 0
     pixel_selection: str = "top"
+    task_order: str = "score"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -139,6 +144,7 @@ class AcquisitionConfig:
         _check_choice("sampling", self.sampling, ("top", *STOCHASTIC_SAMPLERS))
         _check_choice("diversity", self.diversity, DIVERSITY_MODES)
         _check_choice("pixel_selection", self.pixel_selection, PIXEL_SELECTORS)
+        _check_choice("task_order", self.task_order, TASK_ORDERS)
         _check_range("top_fraction", self.top_fraction, 0.0, 1.0, low_open=True)
         _check_range("superpixel_size", self.superpixel_size, 4, 4096)
         if self.superpixel_count is not None:
@@ -196,7 +202,10 @@ class ImageScores:
     Attributes:
         score_map: ``[H, W]`` float32 heuristic map (higher = more informative), before class balancing.
         weight_map: ``[H, W]`` class-balance weights, or None when ``class_balance="none"``.
-        image_score: reduction of ``score_map * weight_map`` over the image.
+        image_score: the task's queue score, higher = served earlier: the reduction of ``score_map * weight_map``
+            over the image (``task_order="score"``), or a uniform draw in ``[0, maximum)`` of the heuristic, seeded
+            by the config seed and the image's content (``task_order="random"``: the same image keeps its draw
+            across model versions).
         predicted: ``[H, W]`` int64 argmax of the MC mean.
         superpixels: ``[H, W]`` int64 region ids ``0..R-1`` or None.
         region_scores: ``[R]`` reduced (weighted) scores per region, or None.
@@ -291,7 +300,11 @@ def score_image(
     regions_on_device = None if superpixels is None else superpixels.to(device)
     weight_map = _class_balance_weights(config, summary, predicted, regions_on_device, class_prior, dominant_share)
     weighted = score_map if weight_map is None else score_map * weight_map
-    image_score = float(IMAGE_REDUCTIONS[config.image_reduction](weighted, config.top_fraction))
+    if config.task_order == "random":
+        draw = np.random.default_rng(image_seed(config.seed, f"task_order:{digest}")).random()
+        image_score = float(draw * heuristic_maximum(config.heuristic, summary.num_classes))
+    else:
+        image_score = float(IMAGE_REDUCTIONS[config.image_reduction](weighted, config.top_fraction))
 
     unit_scores = costs = selected = None
     if regions_on_device is not None:

@@ -76,7 +76,10 @@ def trace_polygons(gt: np.ndarray, num_classes: int) -> Outlines:
 class DenseBrush(QueryModeHandler):
     name = QueryMode.DENSE_BRUSH
     query_tag = None
-    acquisition_defaults = {"superpixel_method": "none", "top_k_regions": 0}
+    #: Images in random order: in the CamVid benchmark whole images in random order beat the model's order (entropy,
+    #: with or without ClassBal) by 7.6-7.7 mIoU at equal clicks (README, "Smaller superpixels"). The masks and
+    #: the uncertainty overlay still come from the model.
+    acquisition_defaults = {"superpixel_method": "none", "top_k_regions": 0, "task_order": "random"}
     shows_layers = True  # the annotator corrects the masks, guided by the overlay
     unit = Unit.IMAGE
     select_actions = 2  # per outlined region: its class hotkey before the outline, the click on the first vertex

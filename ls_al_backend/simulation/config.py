@@ -204,6 +204,11 @@ class SimulationConfig:
             raise ValueError(f"query_mode {self.query_mode!r} needs superpixels (superpixel_method is 'none')")
         if base.diversity != "none":
             raise ValueError("diversity='kcenter' is per image in the engine; the simulation's pool selection has none")
+        if self.handler.unit is not Unit.IMAGE and base.task_order != "score":
+            raise ValueError(
+                f"task_order={base.task_order!r} orders whole images; query_mode {self.query_mode!r} ranks its "
+                "queries over the pool in the simulation (heuristic 'random' is its random baseline)"
+            )
 
     @property
     def num_classes(self) -> int:

@@ -5,12 +5,13 @@ The loop runs exactly the server's code path: :func:`~ls_al_backend.model.infere
 across the whole pool under a budget (clicks by default, or labelled pixels with ``budget_unit="pixels"``), and
 :func:`~ls_al_backend.model.training.train` trains on :class:`~ls_al_backend.labeling.annotations.LabelTarget` s.
 
-Round 0, and every round of a ``random`` heuristic, takes units in a uniform random order until one does not fit
-the budget (skipping it for a cheaper one would favour cheap units); every other round scores with the current
-model and visits by decreasing score / estimated cost, taking what fits (Cai et al.'s greedy knapsack), except
-whole images, which are taken in score order until one does not fit, as an annotator follows the queue. Each unit
-is charged what the simulated annotator really spends on it (:mod:`ls_al_backend.simulation.annotator`), and
-what a round leaves of its budget carries over to the next, so every run spends the same clicks in all.
+Round 0, and every round of a ``random`` heuristic or a ``random`` task order, takes units in a uniform random
+order until one does not fit the budget (skipping it for a cheaper one would favour cheap units); every other round
+scores with the current model and visits by decreasing score / estimated cost, taking what fits (Cai et al.'s
+greedy knapsack), except whole images, which are taken in score order until one does not fit, as an annotator
+follows the queue. Each unit is charged what the simulated annotator really spends on it
+(:mod:`ls_al_backend.simulation.annotator`), and what a round leaves of its budget carries over to the next, so
+every run spends the same clicks in all.
 Results and the state needed to resume are written after every round (:mod:`ls_al_backend.simulation.state`).
 """
 
@@ -130,8 +131,8 @@ class Simulation:
         return pool_statistics(scored, acquisition, cache=self.cache).as_scoring_arguments()
 
     def _candidates(self, net: SegmentationNet, round_index: int, budget: float, random_order: bool) -> _Units:
-        """Every unlabelled unit with its score and costs. With ``random_order`` (round 0 and the random baselines)
-        the model is not consulted: the selection visits units in a uniform random order."""
+        """Every unlabelled unit with its score and costs. With ``random_order`` (round 0, the random baselines and
+        ``task_order="random"``) the model is not consulted: the selection visits units in a uniform random order."""
         config, unit = self.config, self.handler.unit
         acquisition = config.acquisition_config(round_index)
         statistics = {} if random_order else self._pool_statistics(net, round_index, acquisition)
@@ -367,7 +368,8 @@ class Simulation:
             budget = self.config.initial_budget + round_index * self.config.budget - spent_total
             if net is None:  # round 0 trains the seeded ImageNet network
                 net = build_network(self.config.network_spec(), seed=self.config.seed).to(self.device)
-            random_order = round_index == 0 or self.config.acquisition_config(round_index).heuristic == "random"
+            acquisition = self.config.acquisition_config(round_index)
+            random_order = round_index == 0 or acquisition.heuristic == "random" or acquisition.task_order == "random"
             units = self._candidates(net, round_index, budget, random_order)
             chosen = self._select(units, budget, round_index, random_order)
             if not chosen and units.units and rows:  # nothing fits what is left: the budget carries over

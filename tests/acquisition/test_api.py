@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -150,6 +151,24 @@ def test_random_heuristic_is_reproducible_per_seed_and_image() -> None:
     other_image = score_image(summary, 255 - image, config)
     assert not torch.equal(a.score_map, other_seed.score_map)
     assert not torch.equal(a.score_map, other_image.score_map)
+
+
+def test_a_random_task_order_draws_the_image_score_per_image_and_leaves_the_maps_to_the_model() -> None:
+    """``task_order="random"``: the queue score is a seeded draw in [0, maximum) that no model changes (the same
+    image keeps its place across versions); the score map, which the overlay shows, is the heuristic's."""
+    uncertain, image = half_uncertain()
+    certain = MCSummary.from_samples(torch.softmax(torch.zeros(4, 3, 32, 48).index_fill_(1, torch.tensor([1]), 9.0), 1))
+    config = AcquisitionConfig(heuristic="predictive_entropy", superpixel_method="none", task_order="random")
+    drawn = score_image(uncertain, image, config)
+    assert drawn.image_score == score_image(certain, image, config).image_score, "the model does not move it"
+    assert 0.0 <= drawn.image_score < math.log(3)
+    assert drawn.image_score != score_image(uncertain, 255 - image, config).image_score
+    assert drawn.image_score != score_image(uncertain, image, dataclasses.replace(config, seed=1)).image_score
+    scored = score_image(uncertain, image, dataclasses.replace(config, task_order="score"))
+    assert torch.equal(drawn.score_map, scored.score_map)
+    assert scored.image_score == pytest.approx(float(scored.score_map.mean()))
+    with pytest.raises(ValueError, match="task_order='model' is not one of: random, score"):
+        AcquisitionConfig.from_mapping({"task_order": "model"})
 
 
 def test_a_pool_prior_changes_pixbal_weights_from_the_single_image_estimate() -> None:

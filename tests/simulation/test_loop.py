@@ -156,3 +156,15 @@ def test_scored_whole_images_stop_at_the_first_that_does_not_fit_while_regions_s
     for image, (score, clicks) in enumerate([(3.0, 50.0), (2.0, 100.0), (1.0, 10.0)]):
         units.extend(image, [0], [score], [1.0], [clicks], [clicks])
     assert simulation._select(units, budget=120, round_index=1, random_order=False) == expected
+
+
+def test_whole_images_in_random_task_order_are_drawn_as_the_random_baseline_draws_them(data, tmp_path):
+    """``task_order="random"`` (``dense_brush``'s default in the server) takes the random baseline's images; a
+    region mode ranks its queries over the pool, so a random task order is refused there."""
+    drawn = {"heuristic": "predictive_entropy", "task_order": "random"}
+    ordered = tiny_config(data, tmp_path / "ordered", "dense_brush", acquisition=drawn)
+    baseline = tiny_config(data, tmp_path / "baseline", "dense_brush", acquisition={"heuristic": "random"})
+    picked = [(row["clicks_cumulative"], row["labelled_images"]) for row in run_simulation(ordered, log=None)]
+    assert picked == [(row["clicks_cumulative"], row["labelled_images"]) for row in run_simulation(baseline, log=None)]
+    with pytest.raises(ValueError, match="task_order='random' orders whole images"):
+        tiny_config(data, tmp_path / "regions", "superpixel_dominant", acquisition={"task_order": "random"})
