@@ -55,9 +55,12 @@ mkdir -p "$OUT"
 # name | query mode | acquisition (JSON) | more simulate options. Random baselines carry "random" in their names.
 # image_random_long goes on for 10 rounds: whole images cost few editor actions per click, so only a longer run
 # spans the editor actions the region strategies spend in 5 rounds (the summary compares at equal actions).
+# image_entropy takes whole images in the model's order (the simulation's default task_order is "score"; the
+# server's dense mode serves them in random order by default).
 STRATEGIES=(
   "image_random|dense_brush|{\"heuristic\": \"random\"}|"
   "image_random_long|dense_brush|{\"heuristic\": \"random\"}|--rounds 10"
+  "image_entropy|dense_brush|{\"heuristic\": \"predictive_entropy\"}|"
   "sp_random|superpixel_dominant|{\"heuristic\": \"random\"}|"
   "sp_entropy_classbal|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}|"
   "sp_balent|superpixel_dominant|{\"heuristic\": \"balanced_entropy\"}|"
