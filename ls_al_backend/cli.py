@@ -107,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         "score it (results.json's 'final'; default: skipped)",
     )
     sim.add_argument("--final-min-steps", type=int, help="at least this many steps in that training (default 0)")
+    sim.add_argument(
+        "--outline-resolution",
+        type=int,
+        help="dense_brush: count a whole image's outline clicks on its mask at this longest side (default: "
+        "--resolution; the annotator outlines the image Label Studio shows, e.g. 480 for CamVid as stored)",
+    )
     sim.add_argument("--mc-samples", type=int, help="MC-dropout samples (default 20)")
     sim.add_argument("--pool-limit", type=int, help="use this many pool images (evenly spaced)")
     sim.add_argument("--eval-limit", type=int, help="use this many evaluation images (evenly spaced)")
@@ -257,6 +263,7 @@ def simulate(args: argparse.Namespace) -> None:
             final_epochs=args.final_epochs,
             final_min_steps=args.final_min_steps,
             mc_samples=args.mc_samples,
+            outline_resolution=args.outline_resolution,
             pool_limit=args.pool_limit,
             eval_limit=args.eval_limit,
             warm_start=False if args.no_warm_start else None,

@@ -23,7 +23,7 @@ from ls_al_backend.simulation.config import (
     config_from_preset,
     derive_seed,
 )
-from ls_al_backend.simulation.data import Example, load_split
+from ls_al_backend.simulation.data import Example, load_masks, load_split
 from ls_al_backend.simulation.loop import Simulation, run_simulation
 from ls_al_backend.simulation.metrics import confusion_matrix, evaluate, iou_per_class, mean_iou
 from ls_al_backend.simulation.output import rows_to_csv
@@ -46,6 +46,7 @@ __all__ = [
     "evaluate",
     "fully_supervised_reference",
     "iou_per_class",
+    "load_masks",
     "load_split",
     "mean_iou",
     "plot_learning_curves",

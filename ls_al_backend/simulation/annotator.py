@@ -28,12 +28,24 @@ class Answer(NamedTuple):
 
 
 def build_target(
-    example: Example, revealed: ImageLabels, superpixels: np.ndarray | None, mode: str, num_classes: int, erosion: int
+    example: Example,
+    revealed: ImageLabels,
+    superpixels: np.ndarray | None,
+    mode: str,
+    num_classes: int,
+    erosion: int,
+    outlined_gt: np.ndarray | None = None,
 ) -> Answer:
-    """The annotator's :class:`Answer` for one image from what was revealed in query mode ``mode``."""
+    """The annotator's :class:`Answer` for one image from what was revealed in query mode ``mode``. With
+    ``outlined_gt`` (the mask at the size the annotator outlines a whole image, see
+    ``SimulationConfig.outline_resolution``) the clicks and queries are counted on it, the target still comes from
+    ``example.gt``."""
     handler = handler_for(mode)
     target, clicks = handler.simulate(example.gt, revealed, superpixels, num_classes, erosion)
-    return Answer(target, clicks, handler.queries_answered(example.gt, revealed, num_classes))
+    if outlined_gt is None:
+        return Answer(target, clicks, handler.queries_answered(example.gt, revealed, num_classes))
+    _, clicks = handler.simulate(outlined_gt, revealed, None, num_classes, erosion)
+    return Answer(target, clicks, handler.queries_answered(outlined_gt, revealed, num_classes))
 
 
 def editor_actions(mode: str, clicks: float, queries: int, images: int) -> float:

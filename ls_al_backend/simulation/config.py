@@ -128,6 +128,10 @@ class SimulationConfig:
     supervised). ``final_epochs`` (None: skipped) trains, after the last round, a fresh ImageNet network on the
     final labels for that many epochs (at least ``final_min_steps`` steps) and scores it: what the labels give a
     model trained to convergence, apart from the rounds' training rule (``results.json``'s ``final``).
+    ``outline_resolution`` (whole-image modes only; None: ``resolution``) is the longest side at which the annotator
+    outlines an image: its clicks (and outlined regions) are counted on the mask at that size, while training still
+    gets the outlines at ``resolution``. An annotator outlines the image Label Studio shows, usually larger than the
+    simulation trains on, and an outline's vertices grow with its size.
     """
 
     pool_dir: str
@@ -148,6 +152,7 @@ class SimulationConfig:
     eval_limit: int | None = None
     max_units_per_image: int | None = None
     boundary_erosion: int = 2
+    outline_resolution: int | None = None
     epochs: int = 10
     min_steps: int = 0
     reference_epochs: int | None = None
@@ -197,6 +202,12 @@ class SimulationConfig:
             raise ValueError(f"final_epochs must be >= 1, got {self.final_epochs}")
         if self.max_units_per_image is not None and self.max_units_per_image < 1:
             raise ValueError("max_units_per_image must be >= 1")
+        if self.outline_resolution is not None and self.outline_resolution < 32:
+            raise ValueError(f"outline_resolution must be >= 32, got {self.outline_resolution}")
+        if self.outline_resolution is not None and self.handler.unit is not Unit.IMAGE:
+            raise ValueError(
+                f"outline_resolution prices whole-image outlines; query_mode {self.query_mode!r} outlines none"
+            )
         if self.semi_supervised not in SEMI_SUPERVISED_MODES:
             raise ValueError(f"semi_supervised must be one of {', '.join(SEMI_SUPERVISED_MODES)}")
         base = self.acquisition_config(0)  # validates the mapping

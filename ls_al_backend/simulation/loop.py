@@ -42,7 +42,7 @@ from ls_al_backend.model.training import train
 from ls_al_backend.modes import ImageLabels, Unit
 from ls_al_backend.simulation.annotator import build_target, editor_actions
 from ls_al_backend.simulation.config import SimulationConfig, derive_seed
-from ls_al_backend.simulation.data import load_split
+from ls_al_backend.simulation.data import load_masks, load_split
 from ls_al_backend.simulation.metrics import evaluate, iou_per_class, mean_iou
 from ls_al_backend.simulation.output import json_value, log_line, progress_bar, training_progress
 from ls_al_backend.simulation.state import RunFolder
@@ -91,6 +91,12 @@ class Simulation:
         self.device = select_device(config.device)
         self.pool = load_split(config.pool_dir, config.resolution, config.ignore_index, config.pool_limit)
         self.eval = load_split(config.eval_dir, config.resolution, config.ignore_index, config.eval_limit)
+        # the masks whole images are outlined on, when the annotator sees them larger than the network
+        self.outlined = (
+            None
+            if config.outline_resolution is None
+            else load_masks(config.pool_dir, config.outline_resolution, config.ignore_index, config.pool_limit)
+        )
         self.cache = SuperpixelCache(max_items=len(self.pool) + 16)
         self.revealed = [ImageLabels() for _ in self.pool]
         self.total_pixels = sum(example.gt.size for example in self.pool)
@@ -167,8 +173,9 @@ class Simulation:
         ``unit_clicks``), cached."""
         if index not in self._unit_clicks:
             superpixels = self.superpixels(index) if self.handler.unit is Unit.REGION else None
+            gt = self.pool[index].gt if self.outlined is None else self.outlined[index]
             self._unit_clicks[index] = self.handler.unit_clicks(
-                self.pool[index].gt, superpixels, self.config.num_classes, self.config.boundary_erosion
+                gt, superpixels, self.config.num_classes, self.config.boundary_erosion
             )
         return self._unit_clicks[index]
 
@@ -298,6 +305,7 @@ class Simulation:
                 self.config.query_mode,
                 self.config.num_classes,
                 self.config.boundary_erosion,
+                None if self.outlined is None else self.outlined[index],
             )
             annotator += clicks
             queries += answered

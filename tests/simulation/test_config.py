@@ -27,6 +27,10 @@ def test_config_is_validated(data, tmp_path):
         tiny_config(data, tmp_path, final_epochs=0)
     with pytest.raises(ValueError, match="final_min_steps"):
         tiny_config(data, tmp_path, final_epochs=1, final_min_steps=-1)
+    with pytest.raises(ValueError, match="outline_resolution prices whole-image outlines"):
+        tiny_config(data, tmp_path, outline_resolution=480)
+    with pytest.raises(ValueError, match="outline_resolution must be >= 32"):
+        tiny_config(data, tmp_path, "dense_brush", outline_resolution=16)
 
 
 def test_the_final_labels_train_by_their_own_epochs_steps_and_seed(data, tmp_path):

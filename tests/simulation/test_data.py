@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ls_al_backend.labeling.annotations import IGNORE
-from ls_al_backend.simulation import load_split
+from ls_al_backend.simulation import load_masks, load_split
 
 
 def write_pair(root: Path, stem: str, size: tuple[int, int], mask: np.ndarray | None = None) -> None:
@@ -52,3 +52,13 @@ def test_folders_that_do_not_fit_the_layout_are_refused_with_the_reason(tmp_path
     write_pair(tmp_path / "wrong_size", "a", (8, 8), np.zeros((4, 4)))
     with pytest.raises(ValueError, match=r"is \(4, 4\), its image \(8, 8\)"):
         load_split(tmp_path / "wrong_size", resolution=64)
+
+
+def test_masks_alone_load_in_the_splits_order_at_their_own_size_never_scaled_up(tmp_path: Path) -> None:
+    for index, value in enumerate((1, 2, 11)):
+        write_pair(tmp_path, f"img{index}", (80, 40), np.full((40, 80), value))
+    examples = load_split(tmp_path, resolution=40)
+    masks = load_masks(tmp_path, resolution=80)
+    assert [mask.shape for mask in masks] == [(40, 80)] * 3, "at 80, the stored size"
+    assert [int(mask[0, 0]) for mask in masks] == [int(example.gt[0, 0]) for example in examples] == [1, 2, IGNORE]
+    assert load_masks(tmp_path, resolution=400)[0].shape == (40, 80)

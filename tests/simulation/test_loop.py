@@ -8,8 +8,10 @@ import json
 import pytest
 
 from ls_al_backend.model.network import build_network
+from ls_al_backend.modes.dense_brush import trace_polygons
 from ls_al_backend.simulation import (
     Simulation,
+    load_masks,
     run_simulation,
 )
 from ls_al_backend.simulation.loop import _Units
@@ -168,3 +170,27 @@ def test_whole_images_in_random_task_order_are_drawn_as_the_random_baseline_draw
     assert picked == [(row["clicks_cumulative"], row["labelled_images"]) for row in run_simulation(baseline, log=None)]
     with pytest.raises(ValueError, match="task_order='random' orders whole images"):
         tiny_config(data, tmp_path / "regions", "superpixel_dominant", acquisition={"task_order": "random"})
+
+
+def test_outlines_priced_on_the_larger_image_charge_its_vertices_while_training_keeps_the_simulation_size(
+    data, tmp_path
+):
+    """``outline_resolution``: an image costs the vertices of its outline at the size the annotator sees (here the
+    stored 64x48, the network training at 32x24), more than the same outline at the training size."""
+    random = {"heuristic": "random"}
+    small = Simulation(
+        tiny_config(data, tmp_path / "small", "dense_brush", acquisition=random, resolution=32), log=None
+    )
+    config = tiny_config(
+        data, tmp_path / "large", "dense_brush", acquisition=random, resolution=32, outline_resolution=64, rounds=1
+    )
+    large = Simulation(config, log=None)
+    stored = load_masks(data[0], 64)
+    for index in range(len(large.pool)):
+        assert large.unit_clicks(index)[0] == trace_polygons(stored[index], 11).vertices
+        assert large.unit_clicks(index)[0] > small.unit_clicks(index)[0]
+    (row,) = large.run()
+    assert row["annotator_clicks_cumulative"] == row["clicks_cumulative"], (
+        "what the annotator spent is what was charged"
+    )
+    assert 0 < row["labelled_pixels"] <= row["labelled_images"] * 32 * 24, "targets at the training size"
