@@ -382,7 +382,15 @@ class Simulation:
             chosen = self._select(units, budget, round_index, random_order)
             if not chosen and units.units and rows:  # nothing fits what is left: the budget carries over
                 self.log(f"round {round_index}: no unit fits the {budget:g} clicks left; nothing new to label")
-                rows.append({**rows[-1], "round": round_index, "units_selected": 0, "clicks_round": 0.0})
+                idle = {
+                    "units_selected": 0,
+                    "clicks_round": 0.0,
+                    "epochs_run": 0,
+                    "train_steps": 0,
+                    "train_seconds": 0.0,
+                }
+                seconds = round(time.monotonic() - started, 3)
+                rows.append({**rows[-1], **idle, "round": round_index, "seconds": seconds})
                 self.folder.save_round(round_index, net, self.revealed, rows)
                 continue
             if not chosen:
