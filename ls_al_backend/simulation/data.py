@@ -25,13 +25,20 @@ def _resize_size(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _image_paths(root: Path, limit: int | None) -> list[Path]:
+def _image_and_mask_paths(root: Path, limit: int | None) -> list[tuple[Path, Path]]:
+    """Each image of ``root/images`` (``limit`` evenly spaced in name order) with its ``root/masks/<stem>.png``."""
     paths = sorted(p for p in (root / "images").iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     if not paths:
         raise ValueError(f"no images under {root / 'images'}")
     if limit is not None and limit < len(paths):
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, limit).round().astype(int)]
-    return paths
+    pairs = []
+    for path in paths:
+        mask_path = root / "masks" / f"{path.stem}.png"
+        if not mask_path.is_file():
+            raise ValueError(f"image {path.name} has no mask {mask_path}")
+        pairs.append((path, mask_path))
+    return pairs
 
 
 def _class_ids(mask: Image.Image, name: str, ignore_index: int) -> np.ndarray:
@@ -45,12 +52,8 @@ def _class_ids(mask: Image.Image, name: str, ignore_index: int) -> np.ndarray:
 def load_split(folder: str | Path, resolution: int, ignore_index: int = 11, limit: int | None = None) -> list[Example]:
     """``<folder>/images/<stem>.jpg|png`` and ``<folder>/masks/<stem>.png``, resized to longest side ``resolution``
     (bilinear / nearest). Mask values ``ignore_index`` and ``>= 255`` become :data:`IGNORE`."""
-    root = Path(folder)
     examples = []
-    for path in _image_paths(root, limit):
-        mask_path = root / "masks" / f"{path.stem}.png"
-        if not mask_path.is_file():
-            raise ValueError(f"image {path.name} has no mask {mask_path}")
+    for path, mask_path in _image_and_mask_paths(Path(folder), limit):
         image = Image.open(path).convert("RGB")
         mask = Image.open(mask_path)
         if mask.size != image.size:
@@ -70,10 +73,8 @@ def load_masks(
 ) -> list[np.ndarray]:
     """The masks of :func:`load_split` ``[H, W]`` int64, in the same order, resized (nearest) to longest side
     ``resolution`` instead: what an annotator sees when the images are shown larger than the simulation trains on."""
-    root = Path(folder)
     masks = []
-    for path in _image_paths(root, limit):
-        mask_path = root / "masks" / f"{path.stem}.png"
+    for _, mask_path in _image_and_mask_paths(Path(folder), limit):
         mask = Image.open(mask_path)
         size = _resize_size(*mask.size, resolution)
         if size != mask.size:
