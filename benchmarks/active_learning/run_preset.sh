@@ -19,6 +19,13 @@
 #                                               # appended to every simulate call (not for committed results)
 #   SIMULATE_OPTIONS="--final-epochs 50 --final-min-steps 2000" bash ...  # also train every run's final labels
 #                                               # from ImageNet weights (results.json's "final"; recorded in config)
+#   SUPERPIXEL_SIZE=8 BUDGET=2300 CLASS_WEIGHTING=inverse_sqrt_frequency ONLY="sp_random ..." bash ...
+#                                               # another regime of the preset: superpixels of about 8x8 pixels in
+#                                               # every region strategy and rounds of 2300 clicks; results in
+#                                               # superpixel_8/cpu_inverse_sqrt_frequency/, whose summary takes the
+#                                               # preset's reference (the reference does not depend on either)
+#   ONLY="image_random_outline_480 sp_dominant_every_superpixel" bash ...  # runs of EXTRA_STRATEGIES (below) run
+#                                               # only when ONLY names them
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
 # and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
@@ -38,11 +45,21 @@ case "$PRESET" in
 esac
 CLASS_WEIGHTING="${CLASS_WEIGHTING:-none}"
 case "$CLASS_WEIGHTING" in
-  none) OUT="$OUT_ROOT/$PRESET" ;;
-  inverse_frequency | inverse_sqrt_frequency) OUT="$OUT_ROOT/${PRESET}_$CLASS_WEIGHTING" ;;
+  none) SETTING="$PRESET" ;;
+  inverse_frequency | inverse_sqrt_frequency) SETTING="${PRESET}_$CLASS_WEIGHTING" ;;
   *) echo "CLASS_WEIGHTING must be none, inverse_frequency or inverse_sqrt_frequency, got '$CLASS_WEIGHTING'" >&2
      exit 2 ;;
 esac
+SUPERPIXEL_SIZE="${SUPERPIXEL_SIZE:-}"  # empty: the preset's superpixels
+BUDGET="${BUDGET:-}"                    # clicks a round, round 0 included; empty: the preset's
+for number in "$SUPERPIXEL_SIZE" "$BUDGET"; do
+  if [[ -n "$number" && ! "$number" =~ ^[1-9][0-9]*$ ]]; then
+    echo "SUPERPIXEL_SIZE and BUDGET must be positive whole numbers, got '$number'" >&2
+    exit 2
+  fi
+done
+REFERENCE_OUT="$OUT_ROOT/$SETTING"  # the fully supervised reference depends on neither SUPERPIXEL_SIZE nor BUDGET
+if [ -n "$SUPERPIXEL_SIZE" ]; then OUT="$OUT_ROOT/superpixel_$SUPERPIXEL_SIZE/$SETTING"; else OUT="$REFERENCE_OUT"; fi
 PARALLEL="${PARALLEL:-2}"
 THREADS="${THREADS:-1}"
 SEEDS="${SEEDS:-0 1 2}"
@@ -68,15 +85,29 @@ STRATEGIES=(
   "mc_random|superpixel_multiclass|{\"heuristic\": \"random\"}|"
   "px_balent_pixelpick|sparse_points|{\"heuristic\": \"balanced_entropy\", \"pixel_selection\": \"pixelpick\"}|"
 )
+# Run only when ONLY names them. image_entropy_classbal: whole images in the order of the scores the server puts on
+# tasks. sp_entropy_classbal_power: the same regions drawn by power sampling (Kirsch et al., temperature 1) instead
+# of the top ones. image_random_outline_480: whole images whose outlines are priced at 480x360, the size Label
+# Studio shows, while training stays at the preset's resolution: another cost rule, so the summary reads it apart
+# (outline_480/). sp_dominant_every_superpixel: the ceiling of one-click answers, every superpixel of the pool
+# answered in one round, then 40 epochs from ImageNet weights on those labels.
+EXTRA_STRATEGIES=(
+  "image_entropy_classbal|dense_brush|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}|"
+  "sp_entropy_classbal_power|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\", \"sampling\": \"power\"}|"
+  "image_random_outline_480|dense_brush|{\"heuristic\": \"random\"}|--outline-resolution 480"
+  "sp_dominant_every_superpixel|superpixel_dominant|{\"heuristic\": \"random\"}|--rounds 1 --initial-budget 1000000 --final-epochs 40 --final-min-steps 1500"
+)
 
 finished() {  # $1: run folder; true when every configured round (or the reference) is in its results, and the
-              # final labels' training where the run asks for one (--final-epochs)
+              # final labels' training where the run or SIMULATE_OPTIONS asks for one (--final-epochs: a finished
+              # run resumes for it)
   [ -f "$1/reference.json" ] && return 0
   [ -f "$1/results.json" ] || return 1
   python3 -c 'import json, sys
 r = json.load(open(sys.argv[1] + "/results.json"))
-final_done = not r["config"].get("final_epochs") or "final" in r
-sys.exit(0 if len(r["rows"]) >= r["config"]["rounds"] and final_done else 1)' "$1"
+final_wanted = r["config"].get("final_epochs") or "--final-epochs" in sys.argv[2].split()
+sys.exit(0 if len(r["rows"]) >= r["config"]["rounds"] and (not final_wanted or "final" in r) else 1)' \
+    "$1" "$SIMULATE_OPTIONS"
 }
 
 commit_run() {  # $1: message, then the paths; retried while another git command holds the index
@@ -93,8 +124,12 @@ commit_run() {  # $1: message, then the paths; retried while another git command
 run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<seed>"
   local name mode acquisition options seed dir
   IFS='|' read -r name mode acquisition options seed <<< "$1"
-  if [ "$name" = reference ]; then seed="$mode"; fi
-  dir="$OUT/$name/seed_$seed"
+  if [ "$name" = reference ]; then
+    seed="$mode"
+    dir="$REFERENCE_OUT/reference/seed_$seed"
+  else
+    dir="$OUT/$name/seed_$seed"
+  fi
   if finished "$dir"; then echo "$name seed $seed: already finished"; return 0; fi
   mkdir -p "$dir"
   if [ -n "${CODE_COMMIT:-}" ]; then  # a copy of the checkout without its .git (the GPU machine)
@@ -118,6 +153,10 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
   if [ "$name" = reference ]; then
     common+=(--reference-only)
   else
+    if [ -n "$BUDGET" ]; then common+=(--budget "$BUDGET" --initial-budget "$BUDGET"); fi
+    if [ -n "$SUPERPIXEL_SIZE" ] && [[ "$mode" == superpixel_* ]]; then
+      acquisition="${acquisition%\}}, \"superpixel_size\": $SUPERPIXEL_SIZE}"
+    fi
     # shellcheck disable=SC2206  # the options are words
     common+=(--name "$name" --mode "$mode" --acquisition "$acquisition" $options)
   fi
@@ -130,20 +169,45 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
   commit_run "Active-learning benchmark ($OUT): $name, seed $seed" "$dir"
 }
 export -f finished commit_run run_one
-export CAMVID LS_AL OUT COMMIT CODE CODE_COMMIT CLASS_WEIGHTING PRESET THREADS SIMULATE_OPTIONS
+export CAMVID LS_AL OUT REFERENCE_OUT COMMIT CODE CODE_COMMIT CLASS_WEIGHTING PRESET THREADS SIMULATE_OPTIONS \
+  SUPERPIXEL_SIZE BUDGET
 
 if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
   for seed in $SEEDS; do
     echo "reference|$seed"
     for strategy in "${STRATEGIES[@]}"; do echo "$strategy|$seed"; done
-  done | while IFS= read -r run; do  # keep the runs ONLY names (all when it is empty)
-    if [ -z "$ONLY" ] || [[ " $ONLY " == *" ${run%%|*} "* ]]; then echo "$run"; fi
+    for strategy in "${EXTRA_STRATEGIES[@]}"; do echo "extra|$strategy|$seed"; done
+  done | while IFS= read -r run; do  # keep the runs ONLY names (without ONLY: all but the extra ones)
+    name="${run#extra|}"
+    name="${name%%|*}"
+    if [[ " $ONLY " == *" $name "* ]] || { [ -z "$ONLY" ] && [[ "$run" != extra\|* ]]; }; then echo "${run#extra|}"; fi
   done | xargs -d '\n' -P "$PARALLEL" -I{} bash -c 'run_one "$1"' _ {}
 fi
 
-# summary.json, summary.md and the learning curves (mean and one std over seeds) from every finished run, written by
-# this checkout's package
-# shellcheck disable=SC2086
-env -u PYTHONPATH $LS_AL simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$OUT" --plot "$OUT"/*/seed_*/
-commit_run "Active-learning benchmark ($OUT): summary and plots" \
-  "$OUT"/summary.json "$OUT"/summary.md "$OUT"/learning_curves*.png
+summarise() {  # $1: the summary's folder, then the run folders; summary.json, summary.md and the learning curves
+               # (mean and one std over seeds), written by this checkout's package
+  local folder="$1"
+  shift
+  mkdir -p "$folder"
+  # shellcheck disable=SC2086  # LS_AL may be a command with arguments
+  env -u PYTHONPATH $LS_AL simulate --pool "$CAMVID/train" --eval "$CAMVID/val" --out "$folder" --plot "$@"
+  commit_run "Active-learning benchmark ($folder): summary and plots" \
+    "$folder"/summary.json "$folder"/summary.md "$folder"/learning_curves*.png
+}
+# Whole images priced by another rule (<name>_outline_<n>) are summarised apart, in outline_<n>/, beside the
+# region runs (whose clicks do not depend on it) and the reference; every other finished run goes in the main summary.
+runs=()
+for dir in "$OUT"/*/seed_*/; do [[ "$dir" == *_outline_*/seed_* ]] || runs+=("$dir"); done
+references=()
+if [ "$REFERENCE_OUT" != "$OUT" ]; then
+  for dir in "$REFERENCE_OUT"/reference/seed_*/; do [ -d "$dir" ] && references+=("$dir"); done
+fi
+summarise "$OUT" "${runs[@]}" ${references[@]+"${references[@]}"}
+for variant in "$OUT"/*_outline_*/; do
+  [ -d "$variant" ] || continue
+  variant="${variant%/}"
+  regions=()
+  for dir in "$OUT"/*/seed_*/; do [[ "$dir" == "$OUT"/image_* ]] || regions+=("$dir"); done
+  summarise "$OUT/outline_${variant##*_outline_}" ${regions[@]+"${regions[@]}"} "$variant"/seed_*/ \
+    ${references[@]+"${references[@]}"}
+done

@@ -1,0 +1,90 @@
+"""`benchmarks/active_learning/run_preset.sh`, the one script behind the committed benchmark results: another
+superpixel size runs into its own folder with the preset's reference, and whole images priced by another rule are
+summarised apart."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = REPO_ROOT / "benchmarks" / "active_learning" / "run_preset.sh"
+COMMITTED_REFERENCE = (
+    REPO_ROOT
+    / "benchmarks"
+    / "active_learning"
+    / "cpu_inverse_sqrt_frequency"
+    / "reference"
+    / "seed_0"
+    / "reference.json"
+)
+TINY_RUN = (
+    "--pool-limit 4 --eval-limit 2 --rounds 2 --epochs 1 --min-steps 1 --mc-samples 2 --resolution 64 --batch-size 2"
+)
+
+
+def run_script(camvid: Path, out_root: Path, **settings: str) -> subprocess.CompletedProcess:
+    environment = {
+        **os.environ,
+        "CAMVID": str(camvid),
+        "OUT_ROOT": str(out_root),
+        "LS_AL": f"{sys.executable} -m ls_al_backend.cli",
+        "CLASS_WEIGHTING": "inverse_sqrt_frequency",
+        "SEEDS": "0",
+        "PARALLEL": "1",
+        "SIMULATE_OPTIONS": TINY_RUN,
+        **settings,
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT)], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture
+def camvid(data, tmp_path) -> Path:
+    """The tiny pool and evaluation split laid out as the script expects: ``<CAMVID>/train`` and ``<CAMVID>/val``."""
+    pool, evaluation = data
+    root = tmp_path / "camvid"
+    root.mkdir()
+    (root / "train").symlink_to(pool)
+    (root / "val").symlink_to(evaluation)
+    return root
+
+
+def test_a_smaller_superpixel_regime_runs_into_its_own_folder_and_prices_outlines_apart(camvid, tmp_path):
+    out_root = tmp_path / "results"
+    reference = out_root / "cpu_inverse_sqrt_frequency" / "reference" / "seed_0"
+    reference.mkdir(parents=True)  # the preset's reference, as committed beside the regime's runs
+    shutil.copy(COMMITTED_REFERENCE, reference / "reference.json")
+
+    result = run_script(camvid, out_root, SUPERPIXEL_SIZE="8", BUDGET="30", ONLY="sp_random image_random_outline_480")
+
+    assert result.returncode == 0, result.stderr
+    regime = out_root / "superpixel_8" / "cpu_inverse_sqrt_frequency"
+    config = json.loads((regime / "sp_random" / "seed_0" / "config.json").read_text())
+    assert config["acquisition"] == {"heuristic": "random", "superpixel_size": 8}
+    assert (config["budget"], config["initial_budget"]) == (30, 30)
+    outlined = json.loads((regime / "image_random_outline_480" / "seed_0" / "config.json").read_text())
+    assert outlined["outline_resolution"] == 480
+    assert not (regime / "reference").exists()  # the reference is the preset's, not trained again
+
+    main = json.loads((regime / "summary.json").read_text())
+    assert set(main["strategies"]) == {"sp_random"}
+    assert main["reference"]["seeds"] == 1
+    priced_apart = json.loads((regime / "outline_480" / "summary.json").read_text())
+    assert set(priced_apart["strategies"]) == {"sp_random", "image_random_outline_480"}
+    assert priced_apart["reference"]["seeds"] == 1
+
+
+def test_bad_regime_settings_are_refused_before_anything_runs(camvid, tmp_path):
+    result = run_script(camvid, tmp_path / "results", SUPERPIXEL_SIZE="eight")
+
+    assert result.returncode == 2
+    assert "SUPERPIXEL_SIZE and BUDGET must be positive whole numbers, got 'eight'" in result.stderr
+    assert not (tmp_path / "results").exists()
