@@ -90,12 +90,14 @@ STRATEGIES=(
 # of the top ones. image_random_outline_480: whole images whose outlines are priced at 480x360, the size Label
 # Studio shows, while training stays at the preset's resolution: another cost rule, so the summary reads it apart
 # (outline_480/). sp_dominant_every_superpixel: the ceiling of one-click answers, every superpixel of the pool
-# answered in one round, then 40 epochs from ImageNet weights on those labels.
+# answered in one round, then 40 epochs from ImageNet weights on those labels. mc_every_superpixel: the same for
+# multi-class answers (one click per class ticked), trained with MulActSeg's two stages.
 EXTRA_STRATEGIES=(
   "image_entropy_classbal|dense_brush|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}|"
   "sp_entropy_classbal_power|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\", \"sampling\": \"power\"}|"
   "image_random_outline_480|dense_brush|{\"heuristic\": \"random\"}|--outline-resolution 480"
   "sp_dominant_every_superpixel|superpixel_dominant|{\"heuristic\": \"random\"}|--rounds 1 --initial-budget 1000000 --final-epochs 40 --final-min-steps 1500"
+  "mc_every_superpixel|superpixel_multiclass|{\"heuristic\": \"random\"}|--rounds 1 --initial-budget 1000000 --final-epochs 40 --final-min-steps 1500"
 )
 
 finished() {  # $1: run folder; true when every configured round (or the reference) is in its results, and the
