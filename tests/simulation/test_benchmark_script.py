@@ -107,19 +107,38 @@ COMMITTED_SETTINGS = {
 }
 
 
+SUMMARY_FILES = ("summary.md", "summary.json")
+
+
+def tracked_files(pathspec: str) -> list[str]:
+    """The paths, relative to the repository root, of the files git tracks that match ``pathspec``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", pathspec], cwd=REPO_ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    return list(filter(None, listed.split("\0")))
+
+
 def committed_results(destination: Path) -> Path:
     """Copies the files git tracks under benchmarks/active_learning (runs still going in a checkout are left out)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "benchmarks/active_learning"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
+    for name in tracked_files("benchmarks/active_learning"):
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / name, target)
     return destination / "benchmarks" / "active_learning"
+
+
+def delete_summaries(out_root: Path, folders: list[str]) -> None:
+    """So that a summary the command under test did not write cannot pass."""
+    for folder in folders:
+        for name in SUMMARY_FILES:
+            (out_root / folder / name).unlink()
+
+
+def assert_summaries_are_the_committed_ones(out_root: Path, folders: list[str]) -> None:
+    for folder in folders:
+        for name in SUMMARY_FILES:
+            committed = (REPO_ROOT / "benchmarks" / "active_learning" / folder / name).read_text()
+            assert (out_root / folder / name).read_text() == committed, f"{folder}/{name} differs from its runs"
 
 
 @pytest.mark.parametrize("setting", sorted(COMMITTED_SETTINGS))
@@ -128,17 +147,12 @@ def test_every_committed_summary_is_what_the_script_writes_from_the_committed_ru
     depend on the matplotlib version, so they are not compared here)."""
     settings, folders = COMMITTED_SETTINGS[setting]
     out_root = committed_results(tmp_path)
-    for folder in folders:
-        for name in ("summary.md", "summary.json"):
-            (out_root / folder / name).unlink()  # so that a summary the script did not write cannot pass
+    delete_summaries(out_root, folders)
 
     result = run_script(tmp_path / "no-camvid", out_root, SUMMARY_ONLY="1", **settings)
 
     assert result.returncode == 0, result.stderr
-    for folder in folders:
-        for name in ("summary.md", "summary.json"):
-            committed = (REPO_ROOT / "benchmarks" / "active_learning" / folder / name).read_text()
-            assert (out_root / folder / name).read_text() == committed, f"{folder}/{name} differs from its runs"
+    assert_summaries_are_the_committed_ones(out_root, folders)
 
 
 # Summaries written by the `simulate --plot` command in their folder's README, over every run of the folder and the
@@ -152,8 +166,7 @@ ARCHIVED_SUMMARIES = ["archive/cpu_fixed_32_steps", "archive/cpu_fixed_32_steps/
 def test_every_summary_of_a_readme_command_is_what_that_command_writes_from_the_committed_runs(folder, tmp_path):
     out_root = committed_results(tmp_path)
     summary_folder = out_root / folder
-    for name in ("summary.md", "summary.json"):
-        (summary_folder / name).unlink()
+    delete_summaries(out_root, [folder])
     runs = sorted(summary_folder.glob("*/seed_*/")) + sorted(
         (out_root / "cpu_inverse_sqrt_frequency" / "reference").glob("seed_*/")
     )
@@ -168,21 +181,15 @@ def test_every_summary_of_a_readme_command_is_what_that_command_writes_from_the_
     )
 
     assert result.returncode == 0, result.stderr
-    for name in ("summary.md", "summary.json"):
-        committed = (REPO_ROOT / "benchmarks" / "active_learning" / folder / name).read_text()
-        assert (summary_folder / name).read_text() == committed, f"{folder}/{name} differs from its runs"
+    assert_summaries_are_the_committed_ones(out_root, [folder])
 
 
 def test_every_committed_summary_is_checked_against_its_runs_or_archived():
     """A new setting's summary must join one of the lists above, or this fails."""
-    listed = subprocess.run(
-        ["git", "ls-files", "benchmarks/active_learning/**/summary.md"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    committed = {str(Path(name).parent.relative_to("benchmarks/active_learning")) for name in listed}
+    committed = {
+        str(Path(name).parent.relative_to("benchmarks/active_learning"))
+        for name in tracked_files("benchmarks/active_learning/**/summary.md")
+    }
     of_the_script = {folder for _, folders in COMMITTED_SETTINGS.values() for folder in folders}
 
     assert committed == of_the_script | set(SUMMARIES_OF_README_COMMANDS) | set(ARCHIVED_SUMMARIES)
