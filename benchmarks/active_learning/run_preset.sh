@@ -26,6 +26,10 @@
 #                                               # preset's reference (the reference does not depend on either)
 #   ONLY="image_random_outline_480 sp_dominant_every_superpixel" bash ...  # runs of EXTRA_STRATEGIES (below) run
 #                                               # only when ONLY names them
+#   SEMI_SUPERVISED=mean_teacher SUPERPIXEL_SIZE=8 ... bash ...  # every run of the regime also learns from the
+#                                               # whole pool as unlabelled images (simulate --semi-supervised);
+#                                               # results in superpixel_8/cpu_inverse_sqrt_frequency_mean_teacher/,
+#                                               # whose summary takes the supervised reference (it does not change)
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
 # and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
@@ -50,6 +54,12 @@ case "$CLASS_WEIGHTING" in
   *) echo "CLASS_WEIGHTING must be none, inverse_frequency or inverse_sqrt_frequency, got '$CLASS_WEIGHTING'" >&2
      exit 2 ;;
 esac
+SEMI_SUPERVISED="${SEMI_SUPERVISED:-none}"
+case "$SEMI_SUPERVISED" in
+  none) TRAINING="" ;;
+  mean_teacher) TRAINING="_mean_teacher" ;;
+  *) echo "SEMI_SUPERVISED must be none or mean_teacher, got '$SEMI_SUPERVISED'" >&2; exit 2 ;;
+esac
 SUPERPIXEL_SIZE="${SUPERPIXEL_SIZE:-}"  # empty: the preset's superpixels
 BUDGET="${BUDGET:-}"                    # clicks a round, round 0 included; empty: the preset's
 for number in "$SUPERPIXEL_SIZE" "$BUDGET"; do
@@ -58,8 +68,10 @@ for number in "$SUPERPIXEL_SIZE" "$BUDGET"; do
     exit 2
   fi
 done
-REFERENCE_OUT="$OUT_ROOT/$SETTING"  # the fully supervised reference depends on neither SUPERPIXEL_SIZE nor BUDGET
-if [ -n "$SUPERPIXEL_SIZE" ]; then OUT="$OUT_ROOT/superpixel_$SUPERPIXEL_SIZE/$SETTING"; else OUT="$REFERENCE_OUT"; fi
+# The fully supervised reference depends on none of SUPERPIXEL_SIZE, BUDGET and SEMI_SUPERVISED (every pool pixel is
+# labelled, so there is nothing unlabelled to learn from).
+REFERENCE_OUT="$OUT_ROOT/$SETTING"
+OUT="$OUT_ROOT/${SUPERPIXEL_SIZE:+superpixel_$SUPERPIXEL_SIZE/}$SETTING$TRAINING"
 PARALLEL="${PARALLEL:-2}"
 THREADS="${THREADS:-1}"
 SEEDS="${SEEDS:-0 1 2}"
@@ -156,6 +168,7 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
     common+=(--reference-only)
   else
     if [ -n "$BUDGET" ]; then common+=(--budget "$BUDGET" --initial-budget "$BUDGET"); fi
+    if [ "$SEMI_SUPERVISED" != none ]; then common+=(--semi-supervised "$SEMI_SUPERVISED"); fi
     if [ -n "$SUPERPIXEL_SIZE" ] && [[ "$mode" == superpixel_* ]]; then
       acquisition="${acquisition%\}}, \"superpixel_size\": $SUPERPIXEL_SIZE}"
     fi
@@ -172,7 +185,7 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
 }
 export -f finished commit_run run_one
 export CAMVID LS_AL OUT REFERENCE_OUT COMMIT CODE CODE_COMMIT CLASS_WEIGHTING PRESET THREADS SIMULATE_OPTIONS \
-  SUPERPIXEL_SIZE BUDGET
+  SUPERPIXEL_SIZE BUDGET SEMI_SUPERVISED
 
 if [ "${SUMMARY_ONLY:-0}" != 1 ]; then
   for seed in $SEEDS; do
