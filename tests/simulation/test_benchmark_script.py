@@ -83,6 +83,27 @@ def test_a_smaller_superpixel_regime_runs_into_its_own_folder_and_prices_outline
     assert priced_apart["reference"]["seeds"] == 1
 
 
+def test_a_semi_supervised_regime_runs_into_its_own_folder_beside_the_supervised_reference(camvid, tmp_path):
+    out_root = tmp_path / "results"
+    reference = out_root / "cpu_inverse_sqrt_frequency" / "reference" / "seed_0"
+    reference.mkdir(parents=True)
+    shutil.copy(COMMITTED_REFERENCE, reference / "reference.json")
+
+    result = run_script(
+        camvid, out_root, SEMI_SUPERVISED="mean_teacher", SUPERPIXEL_SIZE="8", BUDGET="30", ONLY="sp_random"
+    )
+
+    assert result.returncode == 0, result.stderr
+    regime = out_root / "superpixel_8" / "cpu_inverse_sqrt_frequency_mean_teacher"
+    config = json.loads((regime / "sp_random" / "seed_0" / "config.json").read_text())
+    assert config["semi_supervised"] == "mean_teacher"
+    assert config["acquisition"] == {"heuristic": "random", "superpixel_size": 8}
+    assert not (out_root / "superpixel_8" / "cpu_inverse_sqrt_frequency").exists()  # the supervised regime's folder
+    summary = json.loads((regime / "summary.json").read_text())
+    assert set(summary["strategies"]) == {"sp_random"}
+    assert summary["reference"]["seeds"] == 1  # the supervised reference: nothing is unlabelled when all is labelled
+
+
 # Each setting the script has committed results for, and the folders whose summaries it writes (relative to
 # benchmarks/active_learning).
 COMMITTED_SETTINGS = {
@@ -103,6 +124,15 @@ COMMITTED_SETTINGS = {
     "superpixel_8": (
         {"SUPERPIXEL_SIZE": "8", "BUDGET": "2300", "CLASS_WEIGHTING": "inverse_sqrt_frequency"},
         ["superpixel_8/cpu_inverse_sqrt_frequency", "superpixel_8/cpu_inverse_sqrt_frequency/outline_480"],
+    ),
+    "superpixel_8_mean_teacher": (
+        {
+            "SEMI_SUPERVISED": "mean_teacher",
+            "SUPERPIXEL_SIZE": "8",
+            "BUDGET": "2300",
+            "CLASS_WEIGHTING": "inverse_sqrt_frequency",
+        },
+        ["superpixel_8/cpu_inverse_sqrt_frequency_mean_teacher"],
     ),
 }
 
@@ -195,9 +225,16 @@ def test_every_committed_summary_is_checked_against_its_runs_or_archived():
     assert committed == of_the_script | set(SUMMARIES_OF_README_COMMANDS) | set(ARCHIVED_SUMMARIES)
 
 
-def test_bad_regime_settings_are_refused_before_anything_runs(camvid, tmp_path):
-    result = run_script(camvid, tmp_path / "results", SUPERPIXEL_SIZE="eight")
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"SUPERPIXEL_SIZE": "eight"}, "SUPERPIXEL_SIZE and BUDGET must be positive whole numbers, got 'eight'"),
+        ({"SEMI_SUPERVISED": "pseudo_labels"}, "SEMI_SUPERVISED must be none or mean_teacher, got 'pseudo_labels'"),
+    ],
+)
+def test_bad_regime_settings_are_refused_before_anything_runs(setting, message, camvid, tmp_path):
+    result = run_script(camvid, tmp_path / "results", **setting)
 
     assert result.returncode == 2
-    assert "SUPERPIXEL_SIZE and BUDGET must be positive whole numbers, got 'eight'" in result.stderr
+    assert message in result.stderr
     assert not (tmp_path / "results").exists()
