@@ -1,0 +1,163 @@
+"""The label-savings goal (issue 11) across every measured regime, read from the committed summaries.
+
+Each regime's ``summary.json`` already judges the goal (``goal``: the best acquisition strategy within 5% of its
+mode's full-annotation clicks, its share of the fully supervised reference and its gap to every random baseline at
+the same round). This puts those verdicts side by side, with what every superpixel of the pool answered gives
+(the mode's ceiling) where it was measured, and writes ``goal_across_regimes.md`` beside this file; the README's
+table is that file's table. Regenerate after any summary changes:
+
+    .venv/bin/python benchmarks/active_learning/goal_across_regimes.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+OUTPUT = HERE / "goal_across_regimes.md"
+
+#: Strategies whose labels are every superpixel of the pool, trained again from ImageNet weights: a mode's ceiling.
+#: A strategy's mode is the prefix of its name (``sp_``: one-class answers, ``mc_``: multi-class answers).
+CEILING_OF_MODE = {"sp_": "sp_dominant_every_superpixel", "mc_": "mc_every_superpixel"}
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A committed summary folder (relative to this file's folder), what sets it apart, and where its ceilings are."""
+
+    folder: str
+    setting: str
+    ceilings: str | None = None  # the summary folder holding its ``*_every_superpixel`` runs, if measured
+
+
+REGIMES = [
+    Regime("cpu", "CPU, 240x180, 16x16 regions, unweighted loss"),
+    Regime("cpu_inverse_frequency", "CPU, 240x180, 16x16 regions, inverse-frequency weighting"),
+    Regime(
+        "cpu_inverse_sqrt_frequency",
+        "CPU, 240x180, 16x16 regions, inverse-sqrt weighting (the default)",
+        ceilings="mode_ceilings/cpu_inverse_sqrt_frequency",
+    ),
+    Regime(
+        "superpixel_8/cpu_inverse_sqrt_frequency",
+        "CPU, 240x180, 8x8 regions, inverse-sqrt weighting",
+        ceilings="superpixel_8/cpu_inverse_sqrt_frequency",
+    ),
+    Regime(
+        "superpixel_8/cpu_inverse_sqrt_frequency/outline_480",
+        "the same, outlines priced at 480x360",
+        ceilings="superpixel_8/cpu_inverse_sqrt_frequency",
+    ),
+    Regime(
+        "superpixel_8/cpu_inverse_sqrt_frequency_mean_teacher",
+        "CPU, 240x180, 8x8 regions, inverse-sqrt weighting, with the mean teacher",
+    ),
+    Regime("gpu_inverse_sqrt_frequency", "GPU, 480x360, 32x32 regions, inverse-sqrt weighting"),
+]
+
+
+def load_summary(folder: str, root: Path = HERE) -> dict[str, Any]:
+    return json.loads((root / folder / "summary.json").read_text())
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def _miou(mean: float, std: float | None) -> str:
+    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
+
+
+def _seeds(count: int) -> str:
+    return f"{count} seed{'s' if count > 1 else ''}"
+
+
+def _gap(name: str, gap: dict[str, Any], seeds: int) -> str:
+    spread = f"pooled std {100 * gap['pooled_std']:.1f}" if seeds > 1 else "one seed: no spread"
+    return f"{name} {_points(gap['gap'])} ({spread})"
+
+
+def ceiling_of(strategy: str, ceilings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``final_labels_retrained`` of the ceiling run of ``strategy``'s mode, or None where not measured."""
+    if ceilings is None:
+        return None
+    for prefix, name in CEILING_OF_MODE.items():
+        entry = ceilings["strategies"].get(name)
+        if strategy.startswith(prefix) and entry is not None:
+            return entry["final_labels_retrained"]
+    return None
+
+
+def regime_row(regime: Regime, root: Path = HERE) -> list[str]:
+    """One table row: the regime's goal verdict, its best strategy's seeds, gaps and share of its mode's ceiling."""
+    summary = load_summary(regime.folder, root)
+    goal, reference = summary["goal"], summary["reference"]
+    best = summary["strategies"][goal["best_strategy"]]
+    std = best["miou_std_per_round"][goal["round"]]
+    gaps = "; ".join(
+        _gap(name, gap, min(best["seeds"], summary["strategies"][name]["seeds"]))
+        for name, gap in sorted(goal["gaps_to_random"].items())
+    )
+    ceiling = ceiling_of(goal["best_strategy"], load_summary(regime.ceilings, root) if regime.ceilings else None)
+    if ceiling is None:
+        ceiling_cell = "not measured"
+    else:
+        ceiling_cell = (
+            f"{_miou(ceiling['miou_mean'], ceiling['miou_std'])}, {_seeds(ceiling['seeds'])} "
+            f"({100 * ceiling['miou_mean'] / reference['miou_mean']:.0f}% of the reference); "
+            f"best reaches {100 * goal['miou_mean'] / ceiling['miou_mean']:.0f}% of it"
+        )
+    return [
+        regime.setting,
+        f"{goal['best_strategy']} ({_seeds(best['seeds'])}), round {goal['round']}: {goal['clicks']:g} clicks, "
+        f"{100 * goal['click_share_of_full']:.2f}% of full",
+        _miou(goal["miou_mean"], std if best["seeds"] > 1 else None),
+        f"{100 * goal['share_of_reference']:.0f}% of {_miou(reference['miou_mean'], reference['miou_std'])} "
+        f"({_seeds(reference['seeds'])})",
+        gaps,
+        ceiling_cell,
+        "**met**" if goal["met"] else "not met",
+    ]
+
+
+def goal_table(root: Path = HERE) -> str:
+    """The markdown table of every regime in :data:`REGIMES`, as ``goal_across_regimes.md`` holds it."""
+    header = [
+        "regime",
+        "best acquisition strategy within 5% of its mode's full clicks",
+        "its mIoU % (mean ± std)",
+        "of the reference",
+        "gap to each random baseline at that round, mIoU points",
+        "every superpixel answered, 40 epochs (the mode's ceiling)",
+        "goal",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(regime_row(regime, root)) + " |" for regime in REGIMES]
+    return "\n".join(lines) + "\n"
+
+
+def document(root: Path = HERE) -> str:
+    """The whole of ``goal_across_regimes.md``: what the goal asks, then :func:`goal_table`."""
+    intro = (
+        "# The label-savings goal in every measured regime\n\n"
+        "Written by `benchmarks/active_learning/goal_across_regimes.py` from the committed `summary.json` files. The "
+        "goal: at no more than 5% of full-annotation clicks (each mode's own cost), the best acquisition strategy "
+        "reaches at least 90% of the fully supervised reference and beats every random baseline by at least 3 mIoU "
+        "points and more than twice the pooled std, at the same round; a gap counts only with at least 2 seeds on "
+        "both sides.\n\n"
+    )
+    return intro + goal_table(root)
+
+
+def main() -> int:
+    OUTPUT.write_text(document())
+    print(f"wrote {OUTPUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""`benchmarks/active_learning/goal_across_regimes.py`: the goal's verdict in every measured regime, side by side,
+read from the committed summaries; the committed table and the README's are what it writes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BENCHMARKS = REPO_ROOT / "benchmarks" / "active_learning"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("goal_across_regimes", BENCHMARKS / "goal_across_regimes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+goal_across_regimes = load_script()
+
+# Summaries with a goal verdict that are not a regime of their own: one-seed retrainings of another regime's labels.
+NOT_A_REGIME = {"final_labels/cpu_inverse_sqrt_frequency"}
+
+
+def test_the_committed_table_is_what_the_script_writes_from_the_committed_summaries():
+    committed = (BENCHMARKS / "goal_across_regimes.md").read_text()
+
+    assert goal_across_regimes.document() == committed, "run benchmarks/active_learning/goal_across_regimes.py"
+
+
+def test_the_readme_shows_the_table_as_written():
+    readme = (REPO_ROOT / "README.md").read_text()
+
+    assert goal_across_regimes.goal_table() in readme
+
+
+def test_every_committed_summary_with_a_goal_verdict_is_a_row_or_named_as_not_a_regime():
+    tracked = subprocess.run(
+        ["git", "ls-files", "benchmarks/active_learning/*summary.json"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    with_goal = {
+        str(Path(path).parent.relative_to("benchmarks/active_learning"))
+        for path in tracked
+        if json.loads((REPO_ROOT / path).read_text()).get("goal")
+    }
+    rows = {regime.folder for regime in goal_across_regimes.REGIMES}
+
+    assert with_goal - NOT_A_REGIME == rows
+
+
+def summary(goal: dict, strategies: dict, reference_seeds: int = 3) -> dict:
+    return {
+        "reference": {"miou_mean": 0.6, "miou_std": 0.01, "seeds": reference_seeds},
+        "strategies": strategies,
+        "goal": goal,
+    }
+
+
+def entry(seeds: int, std: float, final_labels_retrained: dict | None = None) -> dict:
+    return {"seeds": seeds, "miou_std_per_round": [std], "final_labels_retrained": final_labels_retrained}
+
+
+def write(root: Path, folder: str, content: dict) -> None:
+    (root / folder).mkdir(parents=True)
+    (root / folder / "summary.json").write_text(json.dumps(content))
+
+
+def test_a_row_reads_the_verdict_the_gaps_and_the_best_strategy_against_its_own_modes_ceiling(tmp_path):
+    goal = {
+        "best_strategy": "mc_entropy_pixbal",
+        "round": 0,
+        "clicks": 500.0,
+        "click_share_of_full": 0.04,
+        "miou_mean": 0.55,
+        "share_of_reference": 0.9167,
+        "gaps_to_random": {"sp_random": {"gap": 0.08, "pooled_std": 0.02, "met": True}},
+        "met": True,
+    }
+    ceilings = {
+        "sp_dominant_every_superpixel": entry(2, 0.0, {"miou_mean": 0.5, "miou_std": 0.01, "seeds": 2}),
+        "mc_every_superpixel": entry(3, 0.0, {"miou_mean": 0.58, "miou_std": 0.02, "seeds": 3}),
+    }
+    write(tmp_path, "regime", summary(goal, {"mc_entropy_pixbal": entry(3, 0.03), "sp_random": entry(3, 0.01)}))
+    write(tmp_path, "ceilings", summary(None, ceilings))
+    regime = goal_across_regimes.Regime("regime", "a regime", ceilings="ceilings")
+
+    row = goal_across_regimes.regime_row(regime, tmp_path)
+
+    assert row == [
+        "a regime",
+        "mc_entropy_pixbal (3 seeds), round 0: 500 clicks, 4.00% of full",
+        "55.0 ± 3.0",
+        "92% of 60.0 ± 1.0 (3 seeds)",
+        "sp_random +8.0 (pooled std 2.0)",
+        "58.0 ± 2.0, 3 seeds (97% of the reference); best reaches 95% of it",
+        "**met**",
+    ]
+
+
+def test_a_one_seed_row_shows_no_spread_and_an_unmeasured_ceiling(tmp_path):
+    goal = {
+        "best_strategy": "sp_entropy_classbal",
+        "round": 0,
+        "clicks": 500.0,
+        "click_share_of_full": 0.04,
+        "miou_mean": 0.5,
+        "share_of_reference": 0.8333,
+        "gaps_to_random": {"image_random": {"gap": -0.05, "pooled_std": 0.0, "met": False}},
+        "met": False,
+    }
+    strategies = {"sp_entropy_classbal": entry(1, 0.0), "image_random": entry(1, 0.0)}
+    write(tmp_path, "regime", summary(goal, strategies, reference_seeds=1))
+
+    row = goal_across_regimes.regime_row(goal_across_regimes.Regime("regime", "a regime"), tmp_path)
+
+    assert row[1:] == [
+        "sp_entropy_classbal (1 seed), round 0: 500 clicks, 4.00% of full",
+        "50.0",
+        "83% of 60.0 ± 1.0 (1 seed)",
+        "image_random -5.0 (one seed: no spread)",
+        "not measured",
+        "not met",
+    ]
