@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ls_al_backend.simulation.report import GOAL_CLICK_SHARE, GOAL_MARGIN, GOAL_REFERENCE_SHARE, format_percent
+
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "goal_across_regimes.md"
 
@@ -68,10 +70,6 @@ def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
-def _miou(mean: float, std: float | None) -> str:
-    return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
-
-
 def _seeds(count: int) -> str:
     return f"{count} seed{'s' if count > 1 else ''}"
 
@@ -107,7 +105,7 @@ def regime_row(regime: Regime, root: Path = HERE) -> list[str]:
         ceiling_cell = "not measured"
     else:
         ceiling_cell = (
-            f"{_miou(ceiling['miou_mean'], ceiling['miou_std'])}, {_seeds(ceiling['seeds'])} "
+            f"{format_percent(ceiling['miou_mean'], ceiling['miou_std'])}, {_seeds(ceiling['seeds'])} "
             f"({100 * ceiling['miou_mean'] / reference['miou_mean']:.0f}% of the reference); "
             f"best reaches {100 * goal['miou_mean'] / ceiling['miou_mean']:.0f}% of it"
         )
@@ -115,8 +113,8 @@ def regime_row(regime: Regime, root: Path = HERE) -> list[str]:
         regime.setting,
         f"{goal['best_strategy']} ({_seeds(best['seeds'])}), round {goal['round']}: {goal['clicks']:g} clicks, "
         f"{100 * goal['click_share_of_full']:.2f}% of full",
-        _miou(goal["miou_mean"], std if best["seeds"] > 1 else None),
-        f"{100 * goal['share_of_reference']:.0f}% of {_miou(reference['miou_mean'], reference['miou_std'])} "
+        format_percent(goal["miou_mean"], std if best["seeds"] > 1 else None),
+        f"{100 * goal['share_of_reference']:.0f}% of {format_percent(reference['miou_mean'], reference['miou_std'])} "
         f"({_seeds(reference['seeds'])})",
         gaps,
         ceiling_cell,
@@ -128,7 +126,7 @@ def goal_table(root: Path = HERE) -> str:
     """The markdown table of every regime in :data:`REGIMES`, as ``goal_across_regimes.md`` holds it."""
     header = [
         "regime",
-        "best acquisition strategy within 5% of its mode's full clicks",
+        f"best acquisition strategy within {100 * GOAL_CLICK_SHARE:.0f}% of its mode's full clicks",
         "its mIoU % (mean ± std)",
         "of the reference",
         "gap to each random baseline at that round, mIoU points",
@@ -145,10 +143,10 @@ def document(root: Path = HERE) -> str:
     intro = (
         "# The label-savings goal in every measured regime\n\n"
         "Written by `benchmarks/active_learning/goal_across_regimes.py` from the committed `summary.json` files. The "
-        "goal: at no more than 5% of full-annotation clicks (each mode's own cost), the best acquisition strategy "
-        "reaches at least 90% of the fully supervised reference and beats every random baseline by at least 3 mIoU "
-        "points and more than twice the pooled std, at the same round; a gap counts only with at least 2 seeds on "
-        "both sides.\n\n"
+        f"goal: at no more than {100 * GOAL_CLICK_SHARE:.0f}% of full-annotation clicks (each mode's own cost), the "
+        f"best acquisition strategy reaches at least {100 * GOAL_REFERENCE_SHARE:.0f}% of the fully supervised "
+        f"reference and beats every random baseline by at least {100 * GOAL_MARGIN:.0f} mIoU points and more than "
+        "twice the pooled std, at the same round; a gap counts only with at least 2 seeds on both sides.\n\n"
     )
     return intro + goal_table(root)
 

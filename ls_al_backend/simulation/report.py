@@ -303,7 +303,8 @@ def goal_check(summary: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _percent(mean: float | None, std: float | None) -> str:
+def format_percent(mean: float | None, std: float | None) -> str:
+    """A share in [0, 1] as a percentage with one decimal, "52.8 ± 3.8" (no std: "52.8"; no mean: "-")."""
     if mean is None or not math.isfinite(mean):
         return "-"
     return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
@@ -322,7 +323,7 @@ def summary_table(paths: Iterable[str | Path]) -> str:
     ]
     for name, entry in summary["strategies"].items():
         cells = [
-            f"{_percent(mean, std)} ({clicks:g})"
+            f"{format_percent(mean, std)} ({clicks:g})"
             for mean, std, clicks in zip(
                 entry["miou_mean_per_round"], entry["miou_std_per_round"], entry["clicks_per_round"], strict=True
             )
@@ -338,8 +339,9 @@ def summary_table(paths: Iterable[str | Path]) -> str:
     if reference:
         lines.append(
             f"| fully supervised (every pool pixel) | {reference['seeds']} | "
-            f"{_percent(reference['miou_mean'], reference['miou_std'])} (half the steps: "
-            f"{_percent(reference['miou_at_half_steps'], reference['miou_at_half_steps_std'])}) | 100% | - | 100% |"
+            f"{format_percent(reference['miou_mean'], reference['miou_std'])} (half the steps: "
+            f"{format_percent(reference['miou_at_half_steps'], reference['miou_at_half_steps_std'])}) "
+            "| 100% | - | 100% |"
         )
     goal = summary["goal"]
     if goal:
@@ -398,10 +400,10 @@ def final_labels_table(summary: dict[str, Any]) -> list[str]:
             [
                 name,
                 str(final["seeds"]),
-                _percent(final["last_round_miou_mean"], final["last_round_miou_std"]),
+                format_percent(final["last_round_miou_mean"], final["last_round_miou_std"]),
                 "/".join(str(epochs) for epochs in final["epochs"]),
                 f"{final['train_steps_mean']:g}",
-                _percent(final["miou_mean"], final["miou_std"]),
+                format_percent(final["miou_mean"], final["miou_std"]),
                 ratio,
             ]
         )
@@ -430,7 +432,7 @@ def actions_table(summary: dict[str, Any]) -> list[str]:
     rows = []
     for name, entry in summary["strategies"].items():
         at = entry["miou_at_actions"]
-        cells = [_percent(*at[str(budget)]) if str(budget) in at else "-" for budget in budgets]
+        cells = [format_percent(*at[str(budget)]) if str(budget) in at else "-" for budget in budgets]
         spent = " → ".join(f"{actions:g}" for actions in entry["actions_per_round"] if actions is not None)
         rows.append([name, spent or "-", *cells])
     return _markdown_section(
@@ -482,7 +484,7 @@ def per_class_table(summary: dict[str, Any]) -> list[str]:
     if not names:
         return []
     rows = [
-        [strategy, *(_percent(classes[name][0], None) if name in classes else "-" for name in names)]
+        [strategy, *(format_percent(classes[name][0], None) if name in classes else "-" for name in names)]
         for strategy, classes in entries.items()
     ]
     return _markdown_section("IoU % per class at the last round (mean over seeds):", ["strategy", *names], rows)
