@@ -32,7 +32,9 @@
 #                                               # whose summary takes the supervised reference (it does not change)
 #
 # It runs in parts: a run whose results are complete (every round, or the reference's reference.json) is skipped,
-# and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model). Each run
+# and an interrupted run resumes from its state/ folder (git-ignored: labelled units and the last model; COMMIT=1
+# commits the last round's labelled units, state/round_<n>.json, so that a finished run's labels can be trained
+# again by --final-epochs without its rounds). Each run
 # writes benchmarks/active_learning/<preset>[_<weighting>]/<strategy>/seed_<n>/{config.json,results.json,rounds.csv,
 # code_version.txt}. Runs go seed by seed (every strategy of seed 0 first), PARALLEL at a time with THREADS torch
 # threads each (default 1).
@@ -130,12 +132,18 @@ sys.exit(0 if len(r["rows"]) >= r["config"]["rounds"] and (not final_wanted or "
     "$1" "$SIMULATE_OPTIONS"
 }
 
-commit_run() {  # $1: message, then the paths; retried while another git command holds the index
+commit_run() {  # $1: message, then the paths (a file in a git-ignored state/ folder is added all the same); retried
+                # while another git command holds the index
   [ "$COMMIT" = 1 ] || return 0
-  local message="$1"
+  local message="$1" path
   shift
+  local plain=() kept_state=()
+  for path in "$@"; do
+    if [[ "$path" == */state/* ]]; then kept_state+=("$path"); else plain+=("$path"); fi
+  done
   for _ in 1 2 3 4 5; do
-    if git add -- "$@" && git commit -q -m "$message" -- "$@"; then return 0; fi
+    if git add -- ${plain[@]+"${plain[@]}"} && { [ ${#kept_state[@]} = 0 ] || git add -f -- "${kept_state[@]}"; } &&
+      git commit -q -m "$message" -- "$@"; then return 0; fi
     sleep 5
   done
   echo "could not commit $*" >&2
@@ -187,7 +195,11 @@ run_one() {  # "<name>|<mode>|<acquisition>|<options>|<seed>" or "reference|<see
     return 0  # the other runs go on; this one resumes on the next call
   fi
   echo "$name seed $seed done in $((SECONDS - started)) s: $(tail -n 1 "$dir/run.log")"
-  commit_run "Active-learning benchmark ($OUT): $name, seed $seed" "$dir"
+  # the last round's labelled units go in too: what training the final labels again needs (--final-epochs), without
+  # the rounds; the checkpoints stay out
+  local labels=("$dir"/state/round_*.json) kept=()
+  if [ -f "${labels[-1]}" ]; then kept=("${labels[-1]}"); fi
+  commit_run "Active-learning benchmark ($OUT): $name, seed $seed" "$dir" ${kept[@]+"${kept[@]}"}
 }
 export -f finished commit_run run_one
 export CAMVID LS_AL OUT REFERENCE_OUT COMMIT CODE CODE_COMMIT CLASS_WEIGHTING PRESET THREADS SIMULATE_OPTIONS \

@@ -30,7 +30,7 @@ TINY_RUN = (
 )
 
 
-def run_script(camvid: Path, out_root: Path, **settings: str) -> subprocess.CompletedProcess:
+def run_script(camvid: Path, out_root: Path, script: Path = SCRIPT, **settings: str) -> subprocess.CompletedProcess:
     environment = {
         **os.environ,
         "CAMVID": str(camvid),
@@ -43,7 +43,7 @@ def run_script(camvid: Path, out_root: Path, **settings: str) -> subprocess.Comp
         **settings,
     }
     return subprocess.run(
-        ["bash", str(SCRIPT)], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
+        ["bash", str(script)], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=600
     )
 
 
@@ -102,6 +102,46 @@ def test_a_semi_supervised_regime_runs_into_its_own_folder_beside_the_supervised
     summary = json.loads((regime / "summary.json").read_text())
     assert set(summary["strategies"]) == {"sp_random"}
     assert summary["reference"]["seeds"] == 1  # the supervised reference: nothing is unlabelled when all is labelled
+
+
+def test_a_committed_run_keeps_its_last_round_labels_so_they_can_be_trained_again_without_the_rounds(camvid, tmp_path):
+    repository = tmp_path / "repository"  # a repository of its own with the script and the project's .gitignore
+    (repository / "benchmarks" / "active_learning").mkdir(parents=True)
+    script = shutil.copy(SCRIPT, repository / "benchmarks" / "active_learning" / "run_preset.sh")
+    shutil.copy(REPO_ROOT / ".gitignore", repository / ".gitignore")
+    git = ["git", "-C", str(repository), "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "the script"], check=True)
+    settings = {"OUT_ROOT": "benchmarks/active_learning", "CODE": str(REPO_ROOT), "ONLY": "sp_random", "BUDGET": "20"}
+    author = {"GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.com"}
+    committer = {"GIT_COMMITTER_NAME": "test", "GIT_COMMITTER_EMAIL": "test@example.com"}
+
+    result = run_script(camvid, tmp_path, script=Path(script), COMMIT="1", **settings, **author, **committer)
+    assert result.returncode == 0, result.stderr
+
+    run = "benchmarks/active_learning/cpu_inverse_sqrt_frequency/sp_random/seed_0"
+    tracked = subprocess.run([*git, "ls-files", run], check=True, capture_output=True, text=True).stdout.split()
+    assert f"{run}/results.json" in tracked
+    assert f"{run}/state/round_001.json" in tracked  # the last of the two rounds
+    assert f"{run}/state/round_000.json" not in tracked
+    assert not [path for path in tracked if path.endswith(".pt")]
+
+    clone = tmp_path / "clone"  # what another machine gets: the labels, no checkpoint
+    subprocess.run(["git", "clone", "-q", str(repository), str(clone)], check=True)
+    rows = json.loads((clone / run / "results.json").read_text())["rows"]
+    final_options = TINY_RUN + " --final-epochs 1 --final-min-steps 1"
+    result = run_script(
+        camvid,
+        tmp_path,
+        script=clone / "benchmarks" / "active_learning" / "run_preset.sh",
+        SIMULATE_OPTIONS=final_options,
+        **settings,
+    )
+    assert result.returncode == 0, result.stderr
+    trained_again = json.loads((clone / run / "results.json").read_text())
+    assert trained_again["rows"] == rows  # no round ran again
+    assert trained_again["final"]["epochs"] == 1
 
 
 # Each setting the script has committed results for, and the folders whose summaries it writes (relative to
