@@ -33,13 +33,15 @@ def test_the_committed_table_is_what_the_script_writes_from_the_committed_summar
     assert goal_across_regimes.document() == committed, "run benchmarks/active_learning/goal_across_regimes.py"
 
 
-def test_the_readme_shows_the_table_as_written():
+def test_the_readme_shows_the_tables_as_written():
     readme = (REPO_ROOT / "README.md").read_text()
 
     assert goal_across_regimes.goal_table() in readme
+    assert goal_across_regimes.converged_table() in readme
 
 
 def test_every_committed_summary_with_a_goal_verdict_is_a_row_or_named_as_not_a_regime():
+    """A regime's row in the first table; where the regime was trained again, in the converged one too."""
     tracked = subprocess.run(
         ["git", "ls-files", "benchmarks/active_learning/*summary.json"],
         cwd=REPO_ROOT,
@@ -50,7 +52,7 @@ def test_every_committed_summary_with_a_goal_verdict_is_a_row_or_named_as_not_a_
     with_goal = {
         str(Path(path).parent.relative_to("benchmarks/active_learning"))
         for path in tracked
-        if json.loads((REPO_ROOT / path).read_text()).get("goal")
+        if (summary := json.loads((REPO_ROOT / path).read_text())).get("goal") or summary.get("goal_converged")
     }
     rows = {regime.folder for regime in goal_across_regimes.REGIMES}
 
@@ -129,4 +131,38 @@ def test_a_one_seed_row_shows_no_spread_and_an_unmeasured_ceiling(tmp_path):
         "image_random -5.0 (one seed: no spread)",
         "not measured",
         "not met",
+    ]
+
+
+def test_a_converged_row_gives_the_retrained_verdict_and_names_the_random_baselines_not_trained_again(tmp_path):
+    converged = {
+        "best_strategy": "sp_entropy_classbal",
+        "seeds": 3,
+        "epochs": [40],
+        "clicks": 11500.0,
+        "click_share_of_full": 0.0482,
+        "miou_mean": 0.53,
+        "miou_std": 0.02,
+        "share_of_reference": 0.8833,
+        "gaps_to_random": {"sp_random_once": {"gap": 0.02, "pooled_std": 0.025, "seeds": 2, "met": False}},
+        "not_trained_again": ["image_random", "mc_random"],
+        "met": False,
+    }
+    write(tmp_path, "regime", summary(None, {}) | {"goal_converged": converged})
+    write(tmp_path, "not_trained_again", summary(None, {}) | {"goal_converged": None})
+    regimes = [goal_across_regimes.Regime(folder, folder) for folder in ("regime", "not_trained_again")]
+
+    rows = [goal_across_regimes.converged_row(regime, tmp_path) for regime in regimes]
+
+    assert rows == [
+        [
+            "regime",
+            "sp_entropy_classbal (3 seeds trained again, 40 epochs): 11500 clicks, 4.82% of full",
+            "53.0 ± 2.0",
+            "88% of 60.0 ± 1.0",
+            "sp_random_once +2.0 (pooled std 2.5), 2 seeds",
+            "image_random, mc_random",
+            "not met",
+        ],
+        None,
     ]

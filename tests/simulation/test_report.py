@@ -196,6 +196,43 @@ def test_the_final_labels_retrained_are_averaged_over_the_seeds_that_have_them(t
     assert "| bald | 2 | 53.2 ± 1.4 | 50 | 450 | 52.0 ± 2.8 | 87% |" in summary_table(files), "0.52 / 0.6"
 
 
+def trained_again(folder: Path, miou: float, clicks: float | None = None) -> None:
+    """Give a fabricated run a ``final`` (its final labels trained again), and other clicks if given."""
+    payload = json.loads((folder / "results.json").read_text())
+    if clicks is not None:
+        payload["rows"][-1]["clicks_cumulative"] = clicks
+    final = {"epochs": 40, "train_steps": 300, "miou": miou, "per_class_iou": {}}
+    (folder / "results.json").write_text(json.dumps(payload | {"final": final}))
+
+
+def test_the_goal_on_converged_models_compares_the_final_labels_trained_again_at_the_same_clicks(tmp_path):
+    runs = [("bald", "bald", 0, 0), ("bald", "bald", 1, 0), ("rand", "random", 0, 0), ("rand", "random", 1, 0)]
+    runs += [("image_random", "random", 0, 0), ("image_random", "random", 1, 0)]
+    runs += [("random_far", "random", 0, 0), ("random_far", "random", 1, 0)]
+    files = write_runs(tmp_path, runs)  # every run labels 30 clicks (3% of full); the reference is 0.6
+    assert summarise(files)["goal_converged"] is None, "nothing trained again"
+    for folder, miou in zip(files[:4], (0.56, 0.58, 0.50, 0.51), strict=True):
+        trained_again(folder, miou)
+    for folder in files[6:8]:
+        trained_again(folder, 0.57, clicks=40.0)  # beyond 5% of the best one's clicks: not compared
+
+    converged = summarise(files)["goal_converged"]
+
+    assert converged["best_strategy"] == "bald" and converged["seeds"] == 2 and converged["clicks"] == 30
+    assert converged["miou_mean"] == pytest.approx(0.57) and converged["share_of_reference"] == pytest.approx(0.95)
+    assert set(converged["gaps_to_random"]) == {"rand"}
+    assert converged["gaps_to_random"]["rand"]["gap"] == pytest.approx(0.065)
+    assert converged["gaps_to_random"]["rand"]["met"], "6.5 points, pooled std 1.1"
+    assert converged["not_trained_again"] == ["image_random"]
+    assert not converged["met"], "a random baseline left out is not beaten"
+    assert "random baselines not trained again: image_random; **not met**" in summary_table(files)
+
+    for folder in files[4:6]:
+        trained_again(folder, 0.52)
+    converged = summarise(files)["goal_converged"]
+    assert converged["met"] and converged["not_trained_again"] == []
+
+
 def test_an_unfinished_run_is_listed_not_counted(tmp_path):
     files = write_runs(tmp_path, [("bald", "bald", 0, 0.1)], rounds=5)
     summary = summarise(files)
