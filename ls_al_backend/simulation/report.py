@@ -48,13 +48,14 @@ def result_files(paths: Iterable[str | Path]) -> list[Path]:
 class ResultSet:
     """Result files read back: every finished run's rows per strategy, the finished runs' ``final`` (their final
     labels trained again, where a run has it, with that run's ``last_round_miou``) per strategy, the references,
-    the strategies whose heuristic is ``random`` (the baselines) and the runs still in progress
-    (``strategy seed N``)."""
+    the strategies whose heuristic is ``random`` (the baselines), each strategy's query mode (under its current
+    name) and the runs still in progress (``strategy seed N``)."""
 
     strategies: dict[str, list[list[dict[str, Any]]]] = field(default_factory=dict)
     finals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     references: list[dict[str, Any]] = field(default_factory=list)
     randoms: set[str] = field(default_factory=set)
+    modes: dict[str, str | None] = field(default_factory=dict)
     in_progress: list[str] = field(default_factory=list)
 
     @classmethod
@@ -66,11 +67,13 @@ class ResultSet:
                 if payload.get("miou") is not None:
                     found.references.append(payload)
                 continue
-            rows = with_editor_actions(payload.get("rows") or [], payload.get("config", {}).get("query_mode"))
+            query_mode = payload.get("config", {}).get("query_mode")
+            rows = with_editor_actions(payload.get("rows") or [], query_mode)
             if len(rows) < payload.get("config", {}).get("rounds", len(rows)) or not rows:
                 found.in_progress.append(f"{payload.get('strategy')} seed {payload.get('seed')}")
                 continue
             found.strategies.setdefault(payload["strategy"], []).append(rows)
+            found.modes[payload["strategy"]] = LEGACY_MODE_NAMES.get(query_mode or "", query_mode)
             if payload.get("final"):
                 final = payload["final"] | {"last_round_miou": rows[-1]["miou"]}
                 found.finals.setdefault(payload["strategy"], []).append(final)
@@ -184,6 +187,7 @@ def summarise(paths: Iterable[str | Path]) -> dict[str, Any]:
         summary["strategies"][strategy] = {
             "seeds": len(runs),
             "random_baseline": strategy in results.randoms,
+            "query_mode": results.modes.get(strategy),
             "final_miou_mean": _rounded(per_round[-1][0]),
             "final_miou_std": _rounded(per_round[-1][1]),
             "final_clicks": _rounded(mean_std(row["clicks_cumulative"] for row in last)[0], 1),
@@ -312,8 +316,10 @@ def converged_goal_check(summary: dict[str, Any]) -> dict[str, Any] | None:
 
     The best non-random strategy trained again, with its final labels within :data:`GOAL_CLICK_SHARE` of its mode's
     full-annotation clicks, against every random baseline trained again on about as many clicks (within
-    :data:`SAME_CLICKS_TOLERANCE` of the best one's). ``not_trained_again`` names the random baselines with no final
-    training: a verdict that leaves one out is not met. None when no non-random strategy was trained again.
+    :data:`SAME_CLICKS_TOLERANCE` of the best one's). A random baseline at those clicks with no final training is
+    stood in for by one of its query mode that has it (``stood_in_for``: random labels of one mode at one budget
+    are one draw whether answered round by round or at once); ``not_trained_again`` names those with neither, and
+    a verdict that leaves one out is not met. None when no non-random strategy was trained again.
     """
     strategies, reference = summary["strategies"], summary["reference"]
     if reference is None or reference["miou_mean"] is None:
@@ -330,12 +336,16 @@ def converged_goal_check(summary: dict[str, Any]) -> dict[str, Any] | None:
     best_name = max(candidates, key=lambda name: candidates[name]["final_labels_retrained"]["miou_mean"])
     best = candidates[best_name]
     retrained = best["final_labels_retrained"]
+    baselines = {
+        name: entry
+        for name, entry in strategies.items()
+        if entry["random_baseline"]
+        and abs(entry["final_clicks"] - best["final_clicks"]) <= SAME_CLICKS_TOLERANCE * best["final_clicks"]
+    }
     gaps = {}
-    for name, baseline in strategies.items():
+    for name, baseline in baselines.items():
         other = baseline["final_labels_retrained"]
-        if not baseline["random_baseline"] or other is None:
-            continue
-        if abs(baseline["final_clicks"] - best["final_clicks"]) > SAME_CLICKS_TOLERANCE * best["final_clicks"]:
+        if other is None:
             continue
         pooled = math.sqrt(((retrained["miou_std"] or 0.0) ** 2 + (other["miou_std"] or 0.0) ** 2) / 2)
         gap = retrained["miou_mean"] - other["miou_mean"]
@@ -345,10 +355,19 @@ def converged_goal_check(summary: dict[str, Any]) -> dict[str, Any] | None:
             "seeds": other["seeds"],
             "met": gap >= GOAL_MARGIN and gap > 2 * pooled and min(retrained["seeds"], other["seeds"]) >= 2,
         }
+    trained_again_by_mode: dict[str, str] = {}
+    for name in sorted(gaps):
+        if baselines[name]["query_mode"] is not None:
+            trained_again_by_mode.setdefault(baselines[name]["query_mode"], name)
+    stood_in_for = {
+        name: trained_again_by_mode[entry["query_mode"]]
+        for name, entry in sorted(baselines.items())
+        if entry["final_labels_retrained"] is None and entry["query_mode"] in trained_again_by_mode
+    }
     not_trained_again = sorted(
         name
-        for name, entry in strategies.items()
-        if entry["random_baseline"] and entry["final_labels_retrained"] is None
+        for name, entry in baselines.items()
+        if entry["final_labels_retrained"] is None and name not in stood_in_for
     )
     share = retrained["miou_mean"] / reference["miou_mean"]
     return {
@@ -361,6 +380,7 @@ def converged_goal_check(summary: dict[str, Any]) -> dict[str, Any] | None:
         "miou_std": retrained["miou_std"],
         "share_of_reference": _rounded(share),
         "gaps_to_random": gaps,
+        "stood_in_for": stood_in_for,
         "not_trained_again": not_trained_again,
         "met": share >= GOAL_REFERENCE_SHARE
         and bool(gaps)
@@ -432,6 +452,7 @@ def summary_table(paths: Iterable[str | Path]) -> str:
             for name, gap in converged["gaps_to_random"].items()
         )
         left_out = converged["not_trained_again"]
+        stood_in = "; ".join(f"{other} stands for {name}" for name, other in converged["stood_in_for"].items())
         lines += [
             "",
             "The same goal on converged models (each run's final labels trained again from ImageNet weights; random "
@@ -442,6 +463,7 @@ def summary_table(paths: Iterable[str | Path]) -> str:
             f"{format_percent(converged['miou_mean'], converged['miou_std'])} mIoU = "
             f"{100 * converged['share_of_reference']:.0f}% of the reference; "
             f"gaps: {gaps or 'no baseline trained again'}"
+            f"{' (' + stood_in + ': the same query mode)' if stood_in else ''}"
             f"{'; random baselines not trained again: ' + ', '.join(left_out) if left_out else ''}; "
             f"**{'met' if converged['met'] else 'not met'}**.",
         ]

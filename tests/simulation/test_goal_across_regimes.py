@@ -145,6 +145,7 @@ def test_a_converged_row_gives_the_retrained_verdict_and_names_the_random_baseli
         "miou_std": 0.02,
         "share_of_reference": 0.8833,
         "gaps_to_random": {"sp_random_once": {"gap": 0.02, "pooled_std": 0.025, "seeds": 2, "met": False}},
+        "stood_in_for": {"sp_random": "sp_random_once"},
         "not_trained_again": ["image_random", "mc_random"],
         "met": False,
     }
@@ -160,7 +161,7 @@ def test_a_converged_row_gives_the_retrained_verdict_and_names_the_random_baseli
             "sp_entropy_classbal (3 seeds trained again, 40 epochs): 11500 clicks, 4.82% of full",
             "53.0 ± 2.0",
             "88% of 60.0 ± 1.0",
-            "sp_random_once +2.0 (pooled std 2.5), 2 seeds",
+            "sp_random_once +2.0 (pooled std 2.5), 2 seeds (standing for sp_random, the same query mode)",
             "image_random, mc_random",
             "not met",
         ],

@@ -210,6 +210,8 @@ def test_the_goal_on_converged_models_compares_the_final_labels_trained_again_at
     runs += [("image_random", "random", 0, 0), ("image_random", "random", 1, 0)]
     runs += [("random_far", "random", 0, 0), ("random_far", "random", 1, 0)]
     files = write_runs(tmp_path, runs)  # every run labels 30 clicks (3% of full); the reference is 0.6
+    for folder in files[4:6]:
+        in_query_mode(folder, "dense_brush")
     assert summarise(files)["goal_converged"] is None, "nothing trained again"
     for folder, miou in zip(files[:4], (0.56, 0.58, 0.50, 0.51), strict=True):
         trained_again(folder, miou)
@@ -223,7 +225,8 @@ def test_the_goal_on_converged_models_compares_the_final_labels_trained_again_at
     assert set(converged["gaps_to_random"]) == {"rand"}
     assert converged["gaps_to_random"]["rand"]["gap"] == pytest.approx(0.065)
     assert converged["gaps_to_random"]["rand"]["met"], "6.5 points, pooled std 1.1"
-    assert converged["not_trained_again"] == ["image_random"]
+    assert converged["not_trained_again"] == ["image_random"], "random_far's clicks are not the same"
+    assert converged["stood_in_for"] == {}
     assert not converged["met"], "a random baseline left out is not beaten"
     assert "random baselines not trained again: image_random; **not met**" in summary_table(files)
 
@@ -231,6 +234,37 @@ def test_the_goal_on_converged_models_compares_the_final_labels_trained_again_at
         trained_again(folder, 0.52)
     converged = summarise(files)["goal_converged"]
     assert converged["met"] and converged["not_trained_again"] == []
+
+
+def in_query_mode(folder: Path, query_mode: str) -> None:
+    """Give a fabricated run another query mode."""
+    payload = json.loads((folder / "results.json").read_text())
+    payload["config"]["query_mode"] = query_mode
+    (folder / "results.json").write_text(json.dumps(payload))
+
+
+def test_a_random_baseline_trained_again_stands_for_the_random_baselines_of_its_query_mode(tmp_path):
+    runs = [("bald", "bald", 0, 0), ("bald", "bald", 1, 0), ("rand", "random", 0, 0), ("rand", "random", 1, 0)]
+    runs += [("rand_once", "random", 0, 0), ("rand_once", "random", 1, 0)]
+    runs += [("image_random", "random", 0, 0), ("image_random", "random", 1, 0)]
+    files = write_runs(tmp_path, runs)
+    for folder in files[6:8]:
+        in_query_mode(folder, "image")  # the legacy name of dense_brush
+    for folder, miou in zip([*files[:2], *files[4:6]], (0.56, 0.58, 0.50, 0.51), strict=True):
+        trained_again(folder, miou)
+
+    summary = summarise(files)
+    converged = summary["goal_converged"]
+
+    assert summary["strategies"]["image_random"]["query_mode"] == "dense_brush"
+    assert converged["stood_in_for"] == {"rand": "rand_once"}, "random regions drawn round by round or at once"
+    assert converged["not_trained_again"] == ["image_random"], "whole images are another query mode"
+    assert set(converged["gaps_to_random"]) == {"rand_once"} and not converged["met"]
+    assert "(rand_once stands for rand: the same query mode)" in summary_table(files)
+
+    for folder in files[6:8]:
+        trained_again(folder, 0.5)
+    assert summarise(files)["goal_converged"]["met"]
 
 
 def test_an_unfinished_run_is_listed_not_counted(tmp_path):
