@@ -142,8 +142,10 @@ commit_run() {  # $1: message, then the paths (a file in a git-ignored state/ fo
     if [[ "$path" == */state/* ]]; then kept_state+=("$path"); else plain+=("$path"); fi
   done
   for _ in 1 2 3 4 5; do
-    if git add -- ${plain[@]+"${plain[@]}"} && { [ ${#kept_state[@]} = 0 ] || git add -f -- "${kept_state[@]}"; } &&
-      git commit -q -m "$message" -- "$@"; then return 0; fi
+    if git add -- ${plain[@]+"${plain[@]}"} && { [ ${#kept_state[@]} = 0 ] || git add -f -- "${kept_state[@]}"; }; then
+      git diff --cached --quiet -- "$@" && return 0  # the same bytes as committed: nothing to commit
+      git commit -q -m "$message" -- "$@" && return 0
+    fi
     sleep 5
   done
   echo "could not commit $*" >&2

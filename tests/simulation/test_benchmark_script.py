@@ -126,6 +126,13 @@ def test_a_committed_run_keeps_its_last_round_labels_so_they_can_be_trained_agai
     assert f"{run}/state/round_001.json" in tracked  # the last of the two rounds
     assert f"{run}/state/round_000.json" not in tracked
     assert not [path for path in tracked if path.endswith(".pt")]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout
+
+    result = run_script(camvid, tmp_path, script=Path(script), COMMIT="1", **settings, **author, **committer)
+    assert result.returncode == 0 and "could not commit" not in result.stderr, result.stderr
+    assert subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout == head, (
+        "run again, the script finds the run committed and its summary unchanged: nothing to commit"
+    )
 
     clone = tmp_path / "clone"  # what another machine gets: the labels, no checkpoint
     subprocess.run(["git", "clone", "-q", str(repository), str(clone)], check=True)

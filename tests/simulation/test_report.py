@@ -247,9 +247,14 @@ def test_a_random_baseline_trained_again_stands_for_the_random_baselines_of_its_
     runs = [("bald", "bald", 0, 0), ("bald", "bald", 1, 0), ("rand", "random", 0, 0), ("rand", "random", 1, 0)]
     runs += [("rand_once", "random", 0, 0), ("rand_once", "random", 1, 0)]
     runs += [("image_random", "random", 0, 0), ("image_random", "random", 1, 0)]
+    runs += [("rand_cheaper", "random", 0, 0), ("rand_cheaper", "random", 1, 0)]
     files = write_runs(tmp_path, runs)
     for folder in files[6:8]:
         in_query_mode(folder, "image")  # the legacy name of dense_brush
+    for folder in files[8:10]:
+        payload = json.loads((folder / "results.json").read_text())
+        payload["rows"][-1]["clicks_cumulative"] = 20.0
+        (folder / "results.json").write_text(json.dumps(payload))
     for folder, miou in zip([*files[:2], *files[4:6]], (0.56, 0.58, 0.50, 0.51), strict=True):
         trained_again(folder, miou)
 
@@ -258,11 +263,13 @@ def test_a_random_baseline_trained_again_stands_for_the_random_baselines_of_its_
 
     assert summary["strategies"]["image_random"]["query_mode"] == "dense_brush"
     assert converged["stood_in_for"] == {"rand": "rand_once"}, "random regions drawn round by round or at once"
-    assert converged["not_trained_again"] == ["image_random"], "whole images are another query mode"
+    assert converged["not_trained_again"] == ["image_random", "rand_cheaper"], (
+        "whole images are another query mode; 20 clicks are another budget, and a cheaper baseline counts"
+    )
     assert set(converged["gaps_to_random"]) == {"rand_once"} and not converged["met"]
     assert "(rand_once stands for rand: the same query mode)" in summary_table(files)
 
-    for folder in files[6:8]:
+    for folder in [*files[6:8], *files[8:10]]:
         trained_again(folder, 0.5)
     assert summarise(files)["goal_converged"]["met"]
 
