@@ -108,7 +108,8 @@ STRATEGIES=(
 # multi-class answers (one click per class ticked), trained with MulActSeg's two stages.
 # sp_random_<n>_clicks_once: n random superpixels answered in one round, then trained like the ceiling: what a
 # budget of random regions gives a converged model (11,500, 24,000 and 48,000 clicks are 4.8%, 10% and 20% of the
-# 8x8 regions; 11,500 is what the 8x8 rounds spend).
+# 8x8 regions; 11,500 is what the 8x8 rounds spend). mc_random_11500_clicks_once: the same for multi-class answers,
+# trained with MulActSeg's two stages (the converged stand-in for mc_random).
 EXTRA_STRATEGIES=(
   "image_entropy_classbal|dense_brush|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\"}|"
   "sp_entropy_classbal_power|superpixel_dominant|{\"heuristic\": \"predictive_entropy\", \"class_balance\": \"classbal\", \"sampling\": \"power\"}|"
@@ -118,6 +119,7 @@ EXTRA_STRATEGIES=(
   "sp_random_11500_clicks_once|superpixel_dominant|{\"heuristic\": \"random\"}|--rounds 1 --initial-budget 11500 --final-epochs 40 --final-min-steps 1500"
   "sp_random_24000_clicks_once|superpixel_dominant|{\"heuristic\": \"random\"}|--rounds 1 --initial-budget 24000 --final-epochs 40 --final-min-steps 1500"
   "sp_random_48000_clicks_once|superpixel_dominant|{\"heuristic\": \"random\"}|--rounds 1 --initial-budget 48000 --final-epochs 40 --final-min-steps 1500"
+  "mc_random_11500_clicks_once|superpixel_multiclass|{\"heuristic\": \"random\"}|--rounds 1 --initial-budget 11500 --final-epochs 40 --final-min-steps 1500"
 )
 
 finished() {  # $1: run folder; true when every configured round (or the reference) is in its results, and the
