@@ -196,11 +196,18 @@ def test_the_final_labels_retrained_are_averaged_over_the_seeds_that_have_them(t
     assert "| bald | 2 | 53.2 ± 1.4 | 50 | 450 | 52.0 ± 2.8 | 87% |" in summary_table(files), "0.52 / 0.6"
 
 
+def with_clicks(folder: Path, clicks: float) -> None:
+    """Give a fabricated run other clicks at its last round."""
+    payload = json.loads((folder / "results.json").read_text())
+    payload["rows"][-1]["clicks_cumulative"] = clicks
+    (folder / "results.json").write_text(json.dumps(payload))
+
+
 def trained_again(folder: Path, miou: float, clicks: float | None = None) -> None:
     """Give a fabricated run a ``final`` (its final labels trained again), and other clicks if given."""
-    payload = json.loads((folder / "results.json").read_text())
     if clicks is not None:
-        payload["rows"][-1]["clicks_cumulative"] = clicks
+        with_clicks(folder, clicks)
+    payload = json.loads((folder / "results.json").read_text())
     final = {"epochs": 40, "train_steps": 300, "miou": miou, "per_class_iou": {}}
     (folder / "results.json").write_text(json.dumps(payload | {"final": final}))
 
@@ -252,9 +259,7 @@ def test_a_random_baseline_trained_again_stands_for_the_random_baselines_of_its_
     for folder in files[6:8]:
         in_query_mode(folder, "image")  # the legacy name of dense_brush
     for folder in files[8:10]:
-        payload = json.loads((folder / "results.json").read_text())
-        payload["rows"][-1]["clicks_cumulative"] = 20.0
-        (folder / "results.json").write_text(json.dumps(payload))
+        with_clicks(folder, 20.0)
     for folder, miou in zip([*files[:2], *files[4:6]], (0.56, 0.58, 0.50, 0.51), strict=True):
         trained_again(folder, miou)
 
