@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from PIL import Image
 
 from ls_al_backend.acquisition.api import NO_SUPERPIXELS, AcquisitionConfig, score_image
 from ls_al_backend.acquisition.heuristics import heuristic_maximum
@@ -26,10 +25,12 @@ from ls_al_backend.acquisition.superpixels import SuperpixelCache
 from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError, ImageLoader
 from ls_al_backend.labeling.render import class_mask_results, overlay_results
-from ls_al_backend.model.inference import mc_dropout_batch, working_size
+from ls_al_backend.model.inference import analysis_image, mc_dropout_batch
 from ls_al_backend.model.network import NetworkSpec, SegmentationNet, select_device
+from ls_al_backend.model.object_store import open_model_store
 from ls_al_backend.model.precision import resolve_precision
-from ls_al_backend.model.store import ModelCache, ModelStore, version_name
+from ls_al_backend.model.runtimes import ServingRuntime
+from ls_al_backend.model.store import ModelCache, version_name
 from ls_al_backend.modes import LabelConfig, Queries, parse_label_config
 from ls_al_backend.projects import InvalidProject, ProjectStore, project_id_from
 from ls_al_backend.storage import append_line
@@ -46,7 +47,7 @@ ReadTask = tuple[dict[str, Any], tuple[np.ndarray, np.ndarray]]
 
 
 class TrainingRequests(Protocol):
-    """What the backend asks of a job runner (:class:`ls_al_backend.jobs.runners.JobRunner` provides it)."""
+    """What the backend asks of a job runner (:class:`ls_al_backend.jobs.contract.JobRunner` provides it)."""
 
     def request_training(self, project_id: str, label_config_xml: str, reason: str) -> dict[str, Any]: ...
 
@@ -64,6 +65,7 @@ class TaskPrediction:
     score: float
     model_version: str
     failed: bool = False
+    query_regions: int = 0  # query regions (superpixels or points) the result proposes, for the metrics
 
     def to_json(self) -> dict[str, Any]:
         return {"result": self.result, "score": self.score, "model_version": self.model_version}
@@ -75,7 +77,12 @@ class Backend:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.projects = ProjectStore(settings.data_path / "projects")
-        self.models = ModelStore(settings.models_dir)
+        self.models = open_model_store(
+            settings.models_dir,
+            settings.model_cache_dir,
+            round(settings.model_cache_max_mb * 1e6),
+            settings.model_list_ttl_s,
+        )
         self.studio = studio_client(settings)
         self.images = ImageLoader.from_settings(settings, self.studio)
         base_spec = NetworkSpec(
@@ -91,7 +98,10 @@ class Backend:
         #: cores (benchmarks/scale/read-ahead-ab/), reading ahead gained nothing with one worker and cost up to
         #: 10% with two.
         self.read_ahead = self.device.type == "cuda"
-        self.cache = ModelCache(self.models, base_spec, self.device)
+        self.runtime = ServingRuntime(  # what runs the served networks' encoder + decoder (INFERENCE_RUNTIME)
+            settings.inference_runtime, settings.runtime_cache_dir, resolve_precision(self.device, settings.precision)
+        )
+        self.cache = ModelCache(self.models, base_spec, self.device, prepare=self.runtime.prepare)
         self.superpixels = SuperpixelCache(
             directory=settings.superpixel_cache_dir, max_disk_bytes=round(settings.superpixel_cache_max_mb * 1e6)
         )
@@ -232,8 +242,8 @@ class Backend:
         data = task.get("data")
         try:
             if not isinstance(data, dict) or config.image_key not in data:
-                raise ImageError(f"task data has no {config.image_key!r} field (the Image tag's value)")
-            image = self.images.load(data[config.image_key])
+                raise ImageError(f"task data has no {config.image_key!r} field (the Image tag's value)", "no_url")
+            image = self.images.load(data[config.image_key], task_id=task.get("id"))
         except ImageError as error:
             log.error("task %s: cannot read its image: %s", task.get("id"), error)
             return None
@@ -322,8 +332,10 @@ class Backend:
             superpixels=None if scores.superpixels is None else scores.superpixels.numpy(),
             grid_size=analysed.shape[:2],
         )
-        result += config.handler.query_results(config, queries, image_size)
-        return TaskPrediction(result, scale * scores.image_score, version_name(version))
+        query = config.handler.query_results(config, queries, image_size)  # a region and its answer share an id
+        result += query
+        proposed = len({item["id"] for item in query})
+        return TaskPrediction(result, scale * scores.image_score, version_name(version), query_regions=proposed)
 
     # --- events ---
 
@@ -367,15 +379,6 @@ class Backend:
         projects = [project_id] if project_id is not None else self.models.projects()
         numbers = sorted({number for project in projects for number in self.models.versions(project)})
         return [version_name(0)] + [version_name(number) for number in numbers]
-
-
-def analysis_image(image: np.ndarray, max_side: int) -> np.ndarray:
-    """The ``[H, W, 3]`` uint8 image scaled down (area average, never up) so its longest side is at most
-    ``max_side``: the grid on which one prediction's probabilities, uncertainty and superpixels are computed."""
-    size = working_size(*image.shape[:2], max_side)
-    if size == image.shape[:2]:
-        return image
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BOX))
 
 
 def overlay_scale(score_map, maximum: float):

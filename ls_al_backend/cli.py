@@ -6,10 +6,12 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import shlex
 import sys
 from pathlib import Path
 
+from ls_al_backend import metrics_folders
 from ls_al_backend.config import ConfigError, Settings
 
 
@@ -22,6 +24,7 @@ def serve(settings: Settings, threads: int) -> None:
     """Run the HTTP server (gunicorn, one process so the model cache and job runner are shared)."""
     from gunicorn.app.base import BaseApplication
 
+    from ls_al_backend import metrics
     from ls_al_backend.backend import Backend
     from ls_al_backend.server import create_app
 
@@ -36,6 +39,8 @@ def serve(settings: Settings, threads: int) -> None:
             self.cfg.set("control_socket_disable", True)  # one shared ~/.gunicorn/gunicorn.ctl would clash
             self.cfg.set("accesslog", "-")
             self.cfg.set("loglevel", settings.log_level.lower())
+            if metrics.multiprocess_mode():  # PROMETHEUS_MULTIPROC_DIR: drop an ended process's live gauges
+                self.cfg.set("child_exit", lambda server, worker: metrics.forget_process(worker.pid))
 
         def load(self):
             return app
@@ -44,6 +49,11 @@ def serve(settings: Settings, threads: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"] and os.environ.get("REDIS_URL"):  # RQ forks a process per job: see jobs/rq_worker.py
+        metrics_folders.use_private_folder()
+    elif argv[:1] == ["serve"] and os.environ.get(metrics_folders.VARIABLE):  # gunicorn: docs/metrics.md
+        metrics_folders.empty_folder(Path(os.environ[metrics_folders.VARIABLE]))
     from ls_al_backend.model.semi_supervised import SEMI_SUPERVISED_MODES
     from ls_al_backend.model.train_config import CLASS_WEIGHTINGS
     from ls_al_backend.modes import QueryMode
@@ -61,7 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int, help="port (env PORT, default 9090)")
     serve_parser.add_argument("--threads", type=int, default=4, help="request threads (default 4)")
     worker_parser = commands.add_parser("worker", help="process training and scoring jobs from Redis (REDIS_URL)")
-    worker_parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker_parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
+    worker_parser.add_argument(
+        "--queues",
+        default="training,scoring",
+        help="comma-separated roles this worker takes, in priority order: training (TRAINING_QUEUE), scoring "
+        "(SCORING_QUEUE); e.g. `--queues training` on the GPU host (default training,scoring)",
+    )
+    worker_parser.add_argument(
+        "--metrics-port", type=int, help="serve Prometheus metrics (jobs, queues, scoring, training) on this port"
+    )
     train_parser = commands.add_parser(
         "train", help="train offline from a Label Studio JSON export and an image folder (no Label Studio needed)"
     )
@@ -146,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_parser.add_argument("--samples", help="MC-dropout sample counts T, comma-separated (default 1,5,10,20,50)")
     bench_parser.add_argument(
         "--only",
-        help="comma-separated subset of mc,predict,scoring,training,precision,predict_memory,prediction_bytes,scale "
-        "(default all but scale, which loads the Label Studio of LABEL_STUDIO_URL with --scale-tasks tasks)",
+        help="comma-separated subset of mc,predict,scoring,training,precision,runtimes,predict_memory,"
+        "prediction_bytes,scale (default all but scale, which loads the Label Studio of LABEL_STUDIO_URL with "
+        "--scale-tasks tasks)",
     )
     bench_parser.add_argument("--scale-tasks", type=int, help="tasks of the scale project (default 10000)")
     bench_parser.add_argument(
@@ -185,11 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             serve(settings, args.threads)
         elif args.command == "worker":
-            if not settings.redis_url:
-                raise CommandError("the worker needs REDIS_URL (the embedded runner lives inside `serve`)")
-            from ls_al_backend.jobs.rq_jobs import run_worker
-
-            run_worker(settings, burst=args.burst)
+            worker(settings, args.queues, args.burst, args.metrics_port)
         elif args.command == "train":
             train_offline(settings, args.export, args.images, args.label_config, args.project)
         elif args.command == "simulate":
@@ -204,6 +220,22 @@ def main(argv: list[str] | None = None) -> int:
 
 class CommandError(Exception):
     """A readable reason why a command cannot run."""
+
+
+def worker(settings: Settings, queues: str, burst: bool, metrics_port: int | None) -> None:
+    """Run an RQ worker bound to the queue roles in ``queues`` (comma-separated ``training``, ``scoring``)."""
+    from ls_al_backend.jobs.rq_jobs import QUEUE_ROLES
+    from ls_al_backend.jobs.rq_worker import run_worker
+
+    if not settings.redis_url:
+        raise CommandError("the worker needs REDIS_URL (the embedded runner lives inside `serve`)")
+    roles = tuple(role.strip() for role in queues.split(",") if role.strip())
+    unknown = sorted(set(roles) - set(QUEUE_ROLES))
+    if not roles or unknown or len(set(roles)) != len(roles):
+        raise CommandError(f"--queues {queues!r}: expected training, scoring or training,scoring (each once)")
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise CommandError(f"--metrics-port {metrics_port}: expected a port number (1-65535)")
+    run_worker(settings, roles, burst=burst, metrics_port=metrics_port)
 
 
 def train_offline(settings: Settings, export: Path, images: Path, label_config: Path, project: str) -> None:

@@ -1,7 +1,7 @@
 """All configuration in one place: environment variables with documented defaults.
 
 Every setting is read once by :func:`Settings.from_env`; the rest of the package receives a
-``Settings`` object and never reads ``os.environ`` itself. The README lists the same table.
+``Settings`` object and never reads ``os.environ`` itself. docs/configuration.md is generated from it.
 """
 
 from __future__ import annotations
@@ -12,22 +12,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ls_al_backend.config_rules import ConfigError, check_settings, parse_value, split_list
 
-class ConfigError(ValueError):
-    """A setting has a value the backend cannot use."""
-
-
-def _split_list(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
+__all__ = ["ConfigError", "Settings"]
 
 
-def _to_bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"expected a boolean (true/false), got {value!r}")
+#: Settings that were removed, with what to set instead; setting one is an error rather than silently ignored.
+RETIRED_SETTINGS = {
+    "QUEUE_NAME": "training and scoring have separate queues, set TRAINING_QUEUE and SCORING_QUEUE instead "
+    "(defaults ls-al-backend-training and ls-al-backend-scoring)",
+}
 
 
 def _choice(default: str, choices: tuple[str, ...], help_text: str) -> Any:
@@ -60,7 +54,12 @@ class Settings:
     )
     # --- Label Studio ---
     label_studio_url: str = field(
-        default="", metadata={"help": "Base URL of Label Studio, used for /data/upload and /data/local-files images."}
+        default="",
+        metadata={
+            "help": "Base URL of Label Studio, with its path prefix when it is served under one "
+            "(https://host/labelstudio); used for its API and the images it serves: uploads, local files, and cloud "
+            "storage URIs (s3://, gs://, azure-blob://) through /tasks/<id>/presign/."
+        },
     )
     label_studio_api_key: str = field(
         default="",
@@ -124,7 +123,25 @@ class Settings:
     )
     model_dir: str = field(
         default="",
-        metadata={"help": "Folder of versioned checkpoints (default DATA_DIR/models); share it with the workers."},
+        metadata={
+            "help": "Where model versions live: a folder (default DATA_DIR/models; share it with the workers) or "
+            "s3://bucket/prefix on an S3-compatible store (endpoint and credentials from AWS_ENDPOINT_URL, "
+            "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION)."
+        },
+    )
+    model_cache_max_mb: float = field(
+        default=2048.0,
+        metadata={
+            "help": "Size limit of DATA_DIR/model-cache (MB), the checkpoints downloaded from an s3:// MODEL_DIR; "
+            "the least recently used go first."
+        },
+    )
+    model_list_ttl_s: float = field(
+        default=5.0,
+        metadata={
+            "help": "How long (seconds) a listing of an s3:// MODEL_DIR is reused: /predict serves a new version "
+            "within this time plus its download. A local folder is listed on every request."
+        },
     )
     image_cache_max_mb: float = field(
         default=4096.0,
@@ -169,6 +186,14 @@ class Settings:
             "help": "Images run through the network together in /predict and pool scoring (same-size images batch)."
         },
     )
+    inference_runtime: str = _choice(
+        "auto",
+        ("auto", "torch", "onnxruntime"),
+        "What runs the encoder + decoder when serving on a CPU (the MC-dropout head stays in torch; CUDA always "
+        "uses torch): 'torch' (BatchNorm folded), 'onnxruntime' (ONNX Runtime; the graph is exported once per "
+        "network structure into DATA_DIR/runtime-cache, each version's weights are written into it), or 'auto': "
+        "the faster of the two on a probe batch, measured once and remembered in DATA_DIR/runtime-cache.",
+    )
     # --- uncertainty ---
     mc_samples: int = field(default=20, metadata={"help": "Number T of MC-dropout samples per image."})
     mc_resolution: float = field(
@@ -209,7 +234,14 @@ class Settings:
         default="",
         metadata={"help": "Redis URL for the RQ job queue (then run `ls-al-backend worker`); empty = embedded runner."},
     )
-    queue_name: str = field(default="ls-al-backend", metadata={"help": "RQ queue name."})
+    training_queue: str = field(
+        default="ls-al-backend-training",
+        metadata={"help": "RQ queue of training jobs (`ls-al-backend worker --queues training` takes only these)."},
+    )
+    scoring_queue: str = field(
+        default="ls-al-backend-scoring",
+        metadata={"help": "RQ queue of pool scoring and publish jobs (`worker --queues scoring` takes only these)."},
+    )
     train_on_events: tuple[str, ...] = field(
         default=("ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"),
         metadata={"help": "Webhook events that request training (START_TRAINING always does)."},
@@ -297,7 +329,7 @@ class Settings:
     def acquisition_defaults(self) -> dict[str, str]:
         """``ACQUISITION`` as a dict (values stay strings; the acquisition engine validates them)."""
         pairs = {}
-        for item in _split_list(self.acquisition):
+        for item in split_list(self.acquisition):
             key, separator, value = item.partition("=")
             if not separator or not key.strip():
                 raise ConfigError(f"ACQUISITION: expected key=value pairs separated by commas, got {item!r}")
@@ -309,7 +341,10 @@ class Settings:
         return Path(self.data_dir)
 
     @property
-    def models_dir(self) -> Path:
+    def models_dir(self) -> Path | str:
+        """The model store: a local folder, or an ``s3://bucket/prefix`` URL kept as a string."""
+        if self.model_dir.startswith("s3://"):
+            return self.model_dir
         return Path(self.model_dir) if self.model_dir else self.data_path / "models"
 
     @property
@@ -317,20 +352,32 @@ class Settings:
         return self.data_path / "image-cache"
 
     @property
+    def model_cache_dir(self) -> Path:
+        return self.data_path / "model-cache"
+
+    @property
     def superpixel_cache_dir(self) -> Path:
         return self.data_path / "superpixel-cache"
+
+    @property
+    def runtime_cache_dir(self) -> Path:
+        """Encoder + decoder graphs exported for INFERENCE_RUNTIME (one file per network content)."""
+        return self.data_path / "runtime-cache"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read settings from ``environ`` (default ``os.environ``); ``overrides`` win over both."""
         environ = os.environ if environ is None else environ
+        for retired, replacement in RETIRED_SETTINGS.items():
+            if retired in environ:
+                raise ConfigError(f"{retired} is no longer read: {replacement}")
         values: dict[str, Any] = {}
         for spec in fields(cls):
             raw = environ.get(spec.name.upper())
             if raw is None:
                 continue
             try:
-                values[spec.name] = _parse(spec.type, raw)
+                values[spec.name] = parse_value(spec.type, raw)
             except ValueError as error:
                 raise ConfigError(f"{spec.name.upper()}={raw!r}: {error}") from None
         values.update(overrides)
@@ -339,78 +386,15 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        for spec in fields(self):
-            choices = spec.metadata.get("choices")
-            if choices and getattr(self, spec.name) not in choices:
-                value = getattr(self, spec.name)
-                raise ConfigError(f"{spec.name.upper()} must be one of {', '.join(choices)}, got {value!r}")
-        if bool(self.basic_auth_user) != bool(self.basic_auth_pass):
-            raise ConfigError("set both BASIC_AUTH_USER and BASIC_AUTH_PASS, or neither")
-        if not 0.0 <= self.head_dropout < 1.0:
-            raise ConfigError(f"HEAD_DROPOUT must be in [0, 1), got {self.head_dropout}")
-        if self.mc_samples < 1:
-            raise ConfigError(f"MC_SAMPLES must be >= 1, got {self.mc_samples}")
-        if not 0.0 < self.mc_resolution <= 1.0:
-            raise ConfigError(f"MC_RESOLUTION must be in (0, 1], got {self.mc_resolution}")
-        if not 1 <= self.overlay_levels <= 255 or not 0 <= self.overlay_max_alpha <= 255:
-            raise ConfigError("OVERLAY_LEVELS must be in [1, 255] and OVERLAY_MAX_ALPHA in [0, 255]")
-        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {self.log_level!r}")
-        if not 0.0 <= self.train_ema_momentum <= 1.0:
-            raise ConfigError(f"TRAIN_EMA_MOMENTUM must be in [0, 1], got {self.train_ema_momentum}")
-        if self.train_unlabelled_limit < 1:
-            raise ConfigError(f"TRAIN_UNLABELLED_LIMIT must be >= 1, got {self.train_unlabelled_limit}")
-        if self.train_crop_size % 32 or self.train_crop_size < 32:
-            raise ConfigError(f"TRAIN_CROP_SIZE must be a positive multiple of 32, got {self.train_crop_size}")
-        if self.pool_statistics_images < 1:
-            raise ConfigError(f"POOL_STATISTICS_IMAGES must be >= 1, got {self.pool_statistics_images}")
-        if self.train_min_steps < 0:
-            raise ConfigError(f"TRAIN_MIN_STEPS must be >= 0, got {self.train_min_steps}")
-        if min(self.train_every_n_annotations, self.train_epochs, self.train_batch_size) < 1:
-            raise ConfigError("TRAIN_EVERY_N_ANNOTATIONS, TRAIN_EPOCHS and TRAIN_BATCH_SIZE must be >= 1")
-        if self.score_chunk_size < 0:
-            raise ConfigError(f"SCORE_CHUNK_SIZE must be >= 0 (0: sized to the pool), got {self.score_chunk_size}")
-        self.acquisition_defaults  # noqa: B018 (raises ConfigError on a malformed value)
-        if self.inference_max_side < 32:
-            raise ConfigError(f"INFERENCE_MAX_SIDE must be >= 32, got {self.inference_max_side}")
-        if self.inference_batch_size < 1:
-            raise ConfigError(f"INFERENCE_BATCH_SIZE must be >= 1, got {self.inference_batch_size}")
-        if self.analysis_max_side < 32:
-            raise ConfigError(f"ANALYSIS_MAX_SIDE must be >= 32, got {self.analysis_max_side}")
-        if min(self.max_request_bytes, self.max_image_bytes, self.max_image_pixels) < 1:
-            raise ConfigError("MAX_REQUEST_BYTES, MAX_IMAGE_BYTES and MAX_IMAGE_PIXELS must be >= 1")
-        if min(self.image_cache_max_mb, self.superpixel_cache_max_mb, self.event_log_max_mb) <= 0:
-            raise ConfigError("IMAGE_CACHE_MAX_MB, SUPERPIXEL_CACHE_MAX_MB and EVENT_LOG_MAX_MB must be > 0")
-        if self.keep_prediction_versions < 1:
-            raise ConfigError(f"KEEP_PREDICTION_VERSIONS must be >= 1, got {self.keep_prediction_versions}")
-        if self.studio_bulk_timeout_s <= 0:
-            raise ConfigError(f"STUDIO_BULK_TIMEOUT_S={self.studio_bulk_timeout_s}: must be positive")
-        if self.studio_retries < 0 or self.studio_backoff_s < 0:
-            raise ConfigError("STUDIO_RETRIES and STUDIO_BACKOFF_S must be >= 0")
-        if not 0.0 <= self.train_max_unreadable_share <= 1.0:
-            raise ConfigError(f"TRAIN_MAX_UNREADABLE_SHARE must be in [0, 1], got {self.train_max_unreadable_share}")
+        """Raise :class:`ConfigError` when a value is unusable (:func:`ls_al_backend.config_rules.check_settings`)."""
+        check_settings(self)
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str]]:
-        """(ENV_NAME, default, help) for every setting, for the README and ``--help``."""
+        """(ENV_NAME, default, help) for every setting, for docs/configuration.md and ``--help``."""
         rows = []
         for spec in fields(cls):
             default = spec.default
             shown = ",".join(default) if isinstance(default, tuple) else str(default)
             rows.append((spec.name.upper(), shown, spec.metadata.get("help", "")))
         return rows
-
-
-def _parse(type_name: Any, raw: str) -> Any:
-    type_name = str(type_name)
-    if type_name == "int":
-        return int(raw)
-    if type_name == "float":
-        return float(raw)
-    if type_name == "bool":
-        return _to_bool(raw)
-    if type_name == "Path":
-        return Path(raw)
-    if type_name.startswith("tuple"):
-        return _split_list(raw)
-    return raw

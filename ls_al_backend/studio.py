@@ -5,6 +5,9 @@ Two token kinds are accepted in ``LABEL_STUDIO_API_KEY``:
 - a legacy API token, sent as ``Authorization: Token <key>``;
 - a personal access token (a JWT refresh token), exchanged at ``POST /api/token/refresh/`` for a
   short-lived access token sent as ``Authorization: Bearer <access>``; refreshed again on a 401.
+
+``LABEL_STUDIO_URL`` may carry a path prefix (Label Studio behind a reverse proxy at a sub-path, started with
+``LABEL_STUDIO_HOST=https://host/labelstudio``): every path is appended to it, as the SDK's ``concat_urls`` does.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from requests.auth import AuthBase
 
 from ls_al_backend.config import Settings
 
@@ -27,7 +31,42 @@ log = logging.getLogger(__name__)
 
 
 class StudioError(RuntimeError):
-    """Label Studio could not be reached or refused a request."""
+    """Label Studio could not be reached or refused a request.
+
+    ``cause`` names the kind of failure for counting (see ``images.IMAGE_ERROR_CAUSES``): ``"network"`` (no
+    answer), ``"http_status"`` (an error answer), ``"too_large"``, ``"refused"`` (a redirect not followed,
+    a URL off Label Studio's host), ``"not_configured"``; None when unclassified.
+    """
+
+    def __init__(self, message: str, cause: str | None = None):
+        super().__init__(message)
+        self.cause = cause
+
+
+#: Statuses of a redirect; Label Studio answers 303 from ``/tasks/<id>/presign/`` when the storage presigns URLs.
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+
+class NoCredentials(AuthBase):
+    """Sends a request with no ``Authorization`` or ``Cookie`` header; passing it as ``auth`` also keeps requests
+    from adding credentials of its own from ``~/.netrc``."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        request.headers.pop("Cookie", None)
+        return request
+
+
+def get_without_credentials(url: str, timeout_s: float, retries: int, backoff_s: float, what: str) -> requests.Response:
+    """A streamed ``GET url`` carrying no credentials (:class:`NoCredentials`) and following no redirect, retried like
+    :func:`with_retries` (``what`` names it in the log)."""
+    return with_retries(
+        lambda: requests.get(url, timeout=timeout_s, stream=True, allow_redirects=False, auth=NoCredentials()),
+        requests.RequestException,
+        retries,
+        backoff_s,
+        what,
+    )
 
 
 def is_jwt(token: str) -> bool:
@@ -71,9 +110,21 @@ class StudioClient:
     def host(self) -> str:
         return urlsplit(self.base_url).netloc.lower()
 
+    @property
+    def prefix(self) -> str:
+        """The path Label Studio is served under: ``""`` at the host's root, ``"/labelstudio"`` behind a proxy."""
+        return urlsplit(self.base_url).path.rstrip("/")
+
     def url(self, path_or_url: str) -> str:
-        """Absolute URL for an API path (``/api/...``, ``/data/...``) or an absolute URL on this host."""
-        return urljoin(self.base_url, path_or_url)
+        """Absolute URL for a path relative to Label Studio's root (``/api/...``, ``/data/...``), appended to
+        ``LABEL_STUDIO_URL`` with its prefix; an absolute URL is returned as it is, but only on this host (the
+        token goes nowhere else)."""
+        parts = urlsplit(path_or_url)
+        if parts.scheme or parts.netloc:
+            if (parts.scheme.lower(), parts.netloc.lower()) != (urlsplit(self.base_url).scheme.lower(), self.host):
+                raise StudioError(f"{path_or_url!r} is not on Label Studio's host {self.host}", cause="refused")
+            return path_or_url
+        return self.base_url + path_or_url.lstrip("/")
 
     def _refresh_access_token(self) -> str:
         response = self.session.post(
@@ -82,14 +133,17 @@ class StudioClient:
         if response.status_code != 200:
             raise StudioError(
                 f"Label Studio refused the personal access token (HTTP {response.status_code} from "
-                "/api/token/refresh/); check LABEL_STUDIO_API_KEY"
+                "/api/token/refresh/); check LABEL_STUDIO_API_KEY",
+                cause="http_status",
             )
         self._access_token = response.json()["access"]
         return self._access_token
 
     def _authorization(self, refresh: bool = False) -> str:
         if not self.api_key:
-            raise StudioError("LABEL_STUDIO_API_KEY is not set; Label Studio files and API need a token")
+            raise StudioError(
+                "LABEL_STUDIO_API_KEY is not set; Label Studio files and API need a token", cause="not_configured"
+            )
         if not is_jwt(self.api_key):
             return f"Token {self.api_key}"
         with self._lock:
@@ -109,7 +163,7 @@ class StudioClient:
                 headers["Authorization"] = self._authorization(refresh=True)
                 response = self.session.request(method, url, headers=headers, **kwargs)
         except requests.RequestException as error:
-            raise StudioError(f"{method} {url} failed: {error}") from error
+            raise StudioError(f"{method} {url} failed: {error}", cause="network") from error
         return response
 
     def request_with_retries(self, method: str, path_or_url: str, **kwargs) -> requests.Response:
@@ -216,11 +270,47 @@ class StudioClient:
         return int(self.call("POST", "/api/dm/views/", json=body)["id"])
 
     def download(self, path_or_url: str, max_bytes: int) -> bytes:
-        """Bytes of a file served by Label Studio (``/data/upload/...``, ``/data/local-files/?d=...``), retried like
-        :meth:`request_with_retries`; a body over ``max_bytes`` raises :class:`StudioError`."""
-        response = self.request_with_retries("GET", path_or_url, stream=True)
+        """Bytes of a file served by Label Studio (``/data/upload/...``, ``/tasks/<id>/presign/?fileuri=...``, ...),
+        retried like :meth:`request_with_retries`; a body over ``max_bytes`` raises :class:`StudioError`.
+
+        A redirect (Label Studio's answer for a cloud storage that presigns URLs) is followed once, to an http(s)
+        URL only, without the token or any other credential; a further redirect from there is not followed.
+        """
+        response = self.request_with_retries("GET", path_or_url, stream=True, allow_redirects=False)
+        if response.status_code in REDIRECT_STATUSES and "Location" in response.headers:
+            location = urljoin(response.url or self.url(path_or_url), response.headers["Location"])
+            response.close()
+            return self._download_redirected(path_or_url, location, max_bytes)
         if response.status_code != 200:
-            raise StudioError(f"Label Studio answered HTTP {response.status_code} for {path_or_url}")
+            raise StudioError(
+                f"Label Studio answered HTTP {response.status_code} for {path_or_url}", cause="http_status"
+            )
+        return read_limited(response, max_bytes)
+
+    def _download_redirected(self, path_or_url: str, location: str, max_bytes: int) -> bytes:
+        """GET the (presigned) URL Label Studio redirected ``path_or_url`` to, without credentials."""
+        target = urlsplit(location)
+        if target.scheme.lower() not in ("http", "https"):
+            raise StudioError(
+                f"Label Studio redirected {path_or_url} to a {target.scheme!r} URL; only http(s) redirects are "
+                "followed",
+                cause="refused",
+            )
+        # The presigned URL's query is a credential of its own: messages name only its host.
+        where = f"the storage host {target.netloc} (redirected from {path_or_url})"
+        try:
+            response = get_without_credentials(
+                location,
+                self.timeout_s,
+                self.retries,
+                self.backoff_s,
+                f"GET {target.scheme}://{target.netloc}{target.path}",
+            )
+        except requests.RequestException as error:
+            raise StudioError(f"{where} cannot be reached: {type(error).__name__}", cause="network") from None
+        if response.status_code != 200:
+            redirected = " (a second redirect is not followed)" if response.status_code in REDIRECT_STATUSES else ""
+            raise StudioError(f"{where} answered HTTP {response.status_code}{redirected}", cause="http_status")
         return read_limited(response, max_bytes)
 
 
@@ -290,6 +380,6 @@ def read_limited(response: requests.Response, max_bytes: int) -> bytes:
     for chunk in response.iter_content(chunk_size=1 << 16):
         size += len(chunk)
         if size > max_bytes:
-            raise StudioError(f"response larger than {max_bytes} bytes")
+            raise StudioError(f"response larger than {max_bytes} bytes", cause="too_large")
         chunks.append(chunk)
     return b"".join(chunks)

@@ -2,7 +2,9 @@
 
 The real Label Studio is exercised by ``tests/e2e``; this stand-in records every call, so token handling,
 paging, write-back and retries can be tested in milliseconds. It serves files, tasks, predictions,
-project updates and Data Manager views, and can answer the next N requests with 503.
+project updates and Data Manager views, and can answer the next N requests with 503. It can be served under a
+path prefix (Label Studio behind a proxy at a sub-path) and answer chosen paths with a redirect (the presign
+endpoint of a storage with presigned URLs).
 """
 
 from __future__ import annotations
@@ -30,10 +32,23 @@ PERSONAL_ACCESS_TOKEN = make_jwt({"token_type": "refresh", "jti": "1"})
 
 
 class FakeStudio:
-    """Serves ``files`` (path -> bytes) and ``tasks`` (Label Studio task dicts) to requests with a valid token."""
+    """Serves ``files`` (path -> bytes) and ``tasks`` (Label Studio task dicts) to requests with a valid token.
 
-    def __init__(self, files: dict[str, bytes], tasks: list[dict] | None = None):
+    ``prefix`` (e.g. ``"/labelstudio"``): everything is served under it, a path without it is 404; ``files``,
+    ``redirects`` and the API routes are named without it, :attr:`requests` records paths with it.
+    ``redirects`` (path -> Location): answered ``303 See Other`` to a request with a valid token.
+    """
+
+    def __init__(
+        self,
+        files: dict[str, bytes],
+        tasks: list[dict] | None = None,
+        prefix: str = "",
+        redirects: dict[str, str] | None = None,
+    ):
         self.files = files
+        self.prefix = prefix.rstrip("/")
+        self.redirects = redirects or {}
         self.tasks = {task["id"]: task for task in tasks or []}
         self.predictions: list[dict] = []
         self.next_prediction_id = 0
@@ -74,7 +89,10 @@ class FakeStudio:
             def _handle(self, method: str) -> None:
                 studio.requests.append((method, self.path, self.headers.get("Authorization", "")))
                 body = self._body() if method in ("POST", "PATCH", "DELETE") else None
-                if method == "POST" and self.path == "/api/token/refresh/":
+                if studio.prefix and not self.path.startswith(studio.prefix + "/"):
+                    return self._send(404, {"detail": "Not found (outside the prefix)."})
+                path = self.path[len(studio.prefix) :]
+                if method == "POST" and path == "/api/token/refresh/":
                     if body.get("refresh") != PERSONAL_ACCESS_TOKEN:
                         return self._send(401, {"detail": "invalid token"})
                     with studio.lock:
@@ -88,10 +106,16 @@ class FakeStudio:
                     if studio.unavailable > 0:
                         studio.unavailable -= 1
                         return self._send(503, {"detail": "unavailable"})
-                if method == "GET" and self.path in studio.files:
-                    return self._send(200, studio.files[self.path], "application/octet-stream")
+                if method == "GET" and path in studio.redirects:
+                    self.send_response(303)
+                    self.send_header("Location", studio.redirects[path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                if method == "GET" and path in studio.files:
+                    return self._send(200, studio.files[path], "application/octet-stream")
                 with studio.lock:
-                    status, answer = studio.route(method, self.path, body)
+                    status, answer = studio.route(method, path, body)
                 self._send(status, answer)
 
             def do_GET(self) -> None:
@@ -110,7 +134,7 @@ class FakeStudio:
         self._serving = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://127.0.0.1:{self.port}{self.prefix}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def stop(self) -> None:

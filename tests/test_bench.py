@@ -32,7 +32,9 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
     assert report["command"] == "ls-al-backend " + " ".join(argv)
     assert report["quick"] and report["environment"]["OMP_NUM_THREADS"] == "1"
     results = report["results"]
-    assert list(results) == ["mc", "predict", "scoring", "training", "precision", "predict_memory", "prediction_bytes"]
+    assert list(results) == [
+        "mc", "predict", "scoring", "training", "precision", "runtimes", "predict_memory", "prediction_bytes"
+    ]  # fmt: skip
     for name, result in results.items():
         assert "error" not in result and "skipped" not in result, name
         machine = result["machine"]
@@ -69,6 +71,12 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
     expected_auto = "bf16" if precision["native_bf16"] else "fp32"
     assert precision["rows"][2]["precision"] == expected_auto, "auto falls back to fp32 without native bf16"
 
+    runtimes = results["runtimes"]
+    names = [row["runtime"].split(" ")[0] for row in runtimes["rows"]]
+    assert names == ["torch,", "torch", "onnxruntime"] and runtimes["rows"][1]["x_torch"] == 1.0
+    assert all(row["images_per_s"] > 0 for row in runtimes["rows"]) and runtimes["onnxruntime_first_prepare_s"] > 0
+    assert runtimes["auto_picks"] == min(runtimes["auto_probe_s"], key=runtimes["auto_probe_s"].get)
+
     sizes = results["prediction_bytes"]
     assert sizes["train_images"] == 2 and sizes["epochs"] == 1 and sizes["images"] == 2
     rows = {(row["mode"], row["version"], row["layers"]): row for row in sizes["rows"]}
@@ -84,7 +92,7 @@ def test_a_quick_run_measures_everything_and_writes_json_and_markdown(tmp_path, 
     readme = (out / "README.md").read_text()
     assert report["command"] in readme and path.name in readme
     headings = ("**MC dropout**", "**`/predict` latency**", "**Pool scoring**", "**Training**", "**Precision and")
-    headings += ("**Bytes per prediction**",)
+    headings += ("**Runtimes of the encoder + decoder**", "**Bytes per prediction**")
     for heading in headings:
         assert heading in readme
 

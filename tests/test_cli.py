@@ -85,3 +85,19 @@ def test_simulate_refuses_final_epochs_below_one_readably(tmp_path: Path, capsys
     argv = ["simulate", "--pool", str(tmp_path), "--eval", str(tmp_path), "--out", str(tmp_path / "o")]
     assert main([*argv, "--final-epochs", "0"]) == 2
     assert "final_epochs must be >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--queues", "gpu"], "--queues 'gpu': expected training, scoring"),
+        (["--queues", "training,training"], "each once"),
+        (["--metrics-port", "70000"], "--metrics-port 70000"),
+    ],
+)
+def test_a_worker_with_bad_options_says_which_and_exits_2(options, message, capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/9")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # the worker points it elsewhere; restored after
+    assert main(["worker", *options]) == 2
+    assert message in capsys.readouterr().err

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
-from ls_al_backend.images import ImageError, ImageLoader, decode_image
+from ls_al_backend.images import IMAGE_ERROR_CAUSES, ImageError, ImageLoader, decode_image
 from ls_al_backend.studio import StudioClient
+from tests.fake_storage import StorageHost
 from tests.fake_studio import LEGACY_TOKEN, PERSONAL_ACCESS_TOKEN, FakeStudio
 
 
@@ -178,3 +182,200 @@ def test_the_download_cache_stays_under_its_limit(tmp_path: Path) -> None:
             loader.load(path)
             assert loader.cache_budget.size() <= limit
         assert loader.load("/data/upload/3/0.png").shape == (30, 40, 3), "an evicted file is downloaded again"
+
+
+# --- cloud storage, Label Studio's resolve / storage-data endpoints, a path prefix, failure causes ---------------
+
+
+def fileuri(uri: str) -> str:
+    return base64.urlsafe_b64encode(uri.encode()).decode()
+
+
+def cached_keys(loader: ImageLoader, *keys: str) -> set[str]:
+    """Which of ``keys`` the loader's cache holds a file for."""
+    return {key for key in keys if (loader.cache_dir / hashlib.sha256(key.encode()).hexdigest()).exists()}
+
+
+@pytest.mark.parametrize(
+    "uri", ["s3://bucket/images/a.png", "gs://bucket/a b.png", "azure-blob://container/a.png", "azure-spi://c/a.png"]
+)
+def test_cloud_uris_are_read_through_the_tasks_presign_endpoint_with_the_token(tmp_path: Path, uri: str) -> None:
+    presign = f"/tasks/7/presign/?fileuri={fileuri(uri)}"
+    with FakeStudio({presign: png_bytes()}) as studio:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(studio.url, LEGACY_TOKEN))
+        assert loader.load(uri, task_id=7).shape == (4, 6, 3)
+        assert studio.requests == [("GET", presign, f"Token {LEGACY_TOKEN}")]
+        assert base64.urlsafe_b64decode(presign.split("fileuri=")[1]).decode() == uri
+
+
+def test_a_cloud_uri_without_its_task_id_is_a_clear_error(tmp_path: Path) -> None:
+    with FakeStudio({}) as studio:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(studio.url, LEGACY_TOKEN))
+        for task_id in (None, "x", -1):
+            with pytest.raises(ImageError, match="needs its task's id") as raised:
+                loader.load("s3://bucket/a.png", task_id=task_id)
+            assert raised.value.cause == "unsupported"
+        assert studio.requests == []
+
+
+@pytest.mark.parametrize("token", [LEGACY_TOKEN, PERSONAL_ACCESS_TOKEN], ids=["legacy", "personal"])
+def test_a_presign_redirect_is_followed_once_without_the_token(tmp_path: Path, token: str) -> None:
+    uri = "s3://bucket/images/a.png"
+    presign = f"/tasks/7/presign/?fileuri={fileuri(uri)}"
+    signed = "/bucket/images/a.png?X-Amz-Signature=abc&X-Amz-Expires=60"
+    with StorageHost({signed: png_bytes()}) as storage, FakeStudio({}, redirects={presign: storage.url + signed}) as ls:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(ls.url, token))
+        assert loader.load(uri, task_id=7).shape == (4, 6, 3)
+        assert ls.calls("GET", "/tasks/") == [presign]
+        assert [r[2] for r in ls.requests if r[1] == presign][0].startswith(("Token ", "Bearer "))
+        assert [path for path, _ in storage.requests] == [signed]
+        headers = {name.lower() for name in storage.requests[0][1]}
+        assert "authorization" not in headers and "cookie" not in headers, "no credentials reach the storage host"
+
+
+def test_a_redirect_from_the_storage_host_is_not_followed(tmp_path: Path) -> None:
+    uri = "s3://bucket/a.png"
+    presign = f"/tasks/7/presign/?fileuri={fileuri(uri)}"
+    with FakeStudio({"/data/upload/3/a.png": png_bytes()}) as ls:
+        with StorageHost({"/signed": f"{ls.url}/data/upload/3/a.png"}) as storage:
+            ls.redirects[presign] = storage.url + "/signed"
+            loader = ImageLoader(tmp_path / "cache", studio=StudioClient(ls.url, LEGACY_TOKEN))
+            with pytest.raises(ImageError, match="HTTP 302 \\(a second redirect is not followed\\)") as raised:
+                loader.load(uri, task_id=7)
+            assert raised.value.cause == "http_status"
+            assert ls.calls("GET", "/data/upload/") == [], "the storage host's redirect target was never requested"
+
+
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/a.png", "s3://bucket/a.png"])
+def test_a_presign_redirect_to_a_url_that_is_not_http_is_refused(tmp_path: Path, location: str) -> None:
+    uri = "gs://bucket/a.png"
+    presign = f"/tasks/9/presign/?fileuri={fileuri(uri)}"
+    with FakeStudio({}, redirects={presign: location}) as ls:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(ls.url, LEGACY_TOKEN))
+        with pytest.raises(ImageError, match="only http\\(s\\) redirects are followed") as raised:
+            loader.load(uri, task_id=9)
+        assert raised.value.cause == "refused"
+
+
+def test_the_cache_keys_on_the_cloud_uri_not_on_the_presigned_url(tmp_path: Path) -> None:
+    uri = "s3://bucket/a.png"
+    presign = f"/tasks/7/presign/?fileuri={fileuri(uri)}"
+    with StorageHost({"/a.png?sig=1": png_bytes(), "/a.png?sig=2": png_bytes()}) as storage:
+        with FakeStudio({}, redirects={presign: storage.url + "/a.png?sig=1"}) as ls:
+            loader = ImageLoader(tmp_path / "cache", studio=StudioClient(ls.url, LEGACY_TOKEN))
+            assert loader.load(uri, task_id=7).shape == (4, 6, 3)
+            assert cached_keys(loader, uri, storage.url + "/a.png?sig=1", presign) == {uri}
+            ls.redirects[presign] = storage.url + "/a.png?sig=2"  # a new signature on every presign
+            before = (len(ls.requests), len(storage.requests))
+            assert loader.load(uri, task_id=7).shape == (4, 6, 3)
+            # The task list names the same file by its resolve URL, for another task too: same cache entry.
+            assert loader.load(f"/tasks/8/resolve/?fileuri={fileuri(uri)}").shape == (4, 6, 3)
+            assert loader.load(f"{ls.url}/tasks/7/resolve/?fileuri={fileuri(uri)}").shape == (4, 6, 3)
+            assert (len(ls.requests), len(storage.requests)) == before, "served from the cache"
+
+
+def test_resolve_and_storage_data_urls_are_fetched_with_the_token(tmp_path: Path) -> None:
+    uri = "s3://bucket/b.png"
+    files = {
+        f"/tasks/5/resolve/?fileuri={fileuri(uri)}": png_bytes(8, 2),
+        "/storage-data/uploaded/?filepath=upload/3/c.png": png_bytes(5, 3),
+        "/tasks/6/resolve/?fileuri=bm90LWEtdXJp": png_bytes(7, 1),  # base64 of "not-a-uri": cached by its path
+    }
+    with FakeStudio(files) as ls:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(ls.url, LEGACY_TOKEN))
+        assert loader.load(f"{ls.url}/tasks/5/resolve/?fileuri={fileuri(uri)}").shape == (2, 8, 3)
+        assert loader.load("/storage-data/uploaded/?filepath=upload/3/c.png").shape == (3, 5, 3)
+        assert loader.load("/tasks/6/resolve/?fileuri=bm90LWEtdXJp").shape == (1, 7, 3)
+        assert {path for _, path, _ in ls.requests} == set(files)
+        assert {auth for _, _, auth in ls.requests} == {f"Token {LEGACY_TOKEN}"}
+        assert cached_keys(loader, uri, "/tasks/6/resolve/?fileuri=bm90LWEtdXJp") == {
+            uri,
+            "/tasks/6/resolve/?fileuri=bm90LWEtdXJp",
+        }
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/tasks/1/presign/../../api/current-user/whoami?fileuri=eA==",
+        "/tasks/1/resolve/%2e%2e/%2e%2e/api/projects/?fileuri=eA==",
+        "/tasks/x/resolve/?fileuri=eA==",
+        "/tasks/\uff11/resolve/?fileuri=eA==",  # a full-width digit
+        "/tasks//resolve/?fileuri=eA==",
+        "/tasks/1/resolve/",
+        "/tasks/1/presign/?fileuri=",
+        "/tasks/1/resolve/?d=eA==",
+        "/tasks/1/resolve/?fileuri=eA==&fileuri=eQ==",
+        "/tasks/1/resolve/?fileuri=eA==&page=2",
+        "/tasks/1/resolve/extra?fileuri=eA==",
+        "/tasks/1/annotations/?fileuri=eA==",
+        "/tasks/1/?fileuri=eA==",
+        "/storage-data/uploaded/",
+        "/storage-data/uploaded/?filepath=",
+        "/storage-data/uploaded/?filepath=a&filepath=b",
+        "/storage-data/uploaded/../../api/projects/?filepath=upload/1/a.png",
+        "/storage-data/other/?filepath=upload/1/a.png",
+        "{studio}/tasks/1/presign/../../../api/tasks/1/?fileuri=eA==",
+    ],
+)
+def test_lookalikes_of_the_storage_endpoints_are_refused_not_fetched(tmp_path: Path, url: str) -> None:
+    with FakeStudio({}) as studio:
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(studio.url, LEGACY_TOKEN))
+        with pytest.raises(ImageError, match="refused image URL") as raised:
+            loader.load(url.format(studio=studio.url), task_id=1)
+        assert raised.value.cause == "refused"
+        assert studio.requests == [], "nothing was requested"
+
+
+def test_label_studio_under_a_path_prefix(tmp_path: Path) -> None:
+    uri = "s3://bucket/a.png"
+    presign = f"/tasks/4/presign/?fileuri={fileuri(uri)}"
+    with FakeStudio({"/data/upload/3/a.png": png_bytes(), presign: png_bytes(8, 2)}, prefix="/labelstudio") as ls:
+        assert ls.url.endswith("/labelstudio")
+        loader = ImageLoader(tmp_path / "cache", studio=StudioClient(ls.url, PERSONAL_ACCESS_TOKEN))
+        root = ls.url.removesuffix("/labelstudio")
+        for url in (
+            "/labelstudio/data/upload/3/a.png",  # as Label Studio names uploads under a prefix
+            "/data/upload/3/a.png",  # without the prefix: joined under it
+            f"{ls.url}/data/upload/3/a.png",
+            f"{root}/data/upload/3/a.png",
+        ):
+            assert loader.load(url).shape == (4, 6, 3)
+            (loader.cache_dir / hashlib.sha256(b"/data/upload/3/a.png").hexdigest()).unlink()  # fetch every time
+        assert loader.load(uri, task_id=4).shape == (2, 8, 3)
+        gets = [path for method, path, _ in ls.requests if method == "GET"]
+        assert gets == ["/labelstudio/data/upload/3/a.png"] * 4 + [f"/labelstudio{presign}"]
+        assert ls.calls("POST", "/labelstudio/api/token/refresh/"), "the token refresh keeps the prefix too"
+        for refused in ("/labelstudio/data/upload/../../api/projects/", f"{ls.url}/labelstudio/data/upload/3/a.png"):
+            with pytest.raises(ImageError, match="refused image URL"):
+                loader.load(refused)
+        assert len(ls.requests) == len(gets) + 1
+
+
+def test_every_failure_has_a_documented_cause(tmp_path: Path) -> None:
+    (tmp_path / "big.png").write_bytes(png_bytes(50, 50))
+    (tmp_path / "junk.png").write_bytes(b"<html>login</html>")
+    with FakeStudio({"/data/upload/3/a.png": png_bytes()}) as ls:
+        studio = StudioClient(ls.url, LEGACY_TOKEN)
+        loader = ImageLoader(tmp_path / "cache", studio=studio, local_roots=(str(tmp_path),), max_pixels=100)
+        unreachable = ImageLoader(
+            tmp_path / "cache2", studio=StudioClient("http://127.0.0.1:9", LEGACY_TOKEN, retries=0, timeout_s=2)
+        )
+        failures = {
+            "no_url": lambda: loader.load(None),
+            "unsupported": lambda: loader.load("ftp://host/a.png"),
+            "not_configured": lambda: ImageLoader(tmp_path / "cache3").load("/data/upload/3/a.png"),
+            "refused": lambda: loader.load("http://example.invalid/a.png"),
+            "http_status": lambda: loader.load("/data/upload/3/missing.png"),
+            "network": lambda: unreachable.load("/data/upload/3/a.png"),
+            "too_large": lambda: loader.load(str(tmp_path / "big.png")),
+            "not_an_image": lambda: loader.load(str(tmp_path / "junk.png")),
+            "local_file": lambda: loader.load(str(tmp_path / "missing.png")),
+        }
+        assert set(failures) == set(IMAGE_ERROR_CAUSES)
+        for cause, fail in failures.items():
+            counted = REGISTRY.get_sample_value("ls_al_image_fetch_failures_total", {"cause": cause}) or 0.0
+            with pytest.raises(ImageError) as raised:
+                fail()
+            assert raised.value.cause == cause, (cause, str(raised.value))
+            assert REGISTRY.get_sample_value("ls_al_image_fetch_failures_total", {"cause": cause}) == counted + 1

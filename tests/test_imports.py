@@ -56,3 +56,21 @@ def test_the_query_modes_sit_above_the_building_blocks_and_below_the_application
         assert "modes" not in graph[part], (part, graph[part])
     application = {"config", "jobs", "server", "cli", "backend", "studio", "images", "projects", "bench", "simulation"}
     assert not graph["modes"] & application, graph["modes"]
+
+
+def test_the_job_modules_form_no_circle() -> None:
+    """``runners`` (the embedded runner) and ``rq_jobs`` (Redis + RQ) share ``contract``; no module of ``jobs/``
+    reaches, through the others, back to itself."""
+    modules = {path.stem: path for path in (PACKAGE / "jobs").glob("*.py")}
+    edges = {}
+    for name, path in modules.items():
+        edges[name] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ls_al_backend.jobs."):
+                edges[name].add(node.module.rsplit(".", 1)[1])
+    for start in modules:
+        seen, frontier = set(), set(edges[start])
+        while frontier:
+            seen |= frontier
+            frontier = {target for module in frontier for target in edges.get(module, ())} - seen
+        assert start not in seen, f"jobs/{start}.py imports itself back through {sorted(seen)}"

@@ -14,9 +14,13 @@ import numpy as np
 import pytest
 import requests
 from label_studio_sdk.converter.brush import decode_rle
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.parser import text_string_to_metric_families
 
 from ls_al_backend.modes import parse_label_config
 from tests.conftest import LABEL_CONFIGS, REPO_ROOT
+
+REQUESTS = "ls_al_http_requests"
 
 
 def free_port() -> int:
@@ -29,8 +33,15 @@ def free_port() -> int:
 def server(tmp_path_factory, camvid_image_path: Path):
     port = free_port()
     data_dir = tmp_path_factory.mktemp("serve-data")
+    metrics_dir = data_dir / "metrics"  # gunicorn in prometheus-client's multiprocess mode
+    metrics_dir.mkdir()
+    stale = MmapedDict(str(metrics_dir / "counter_1.db"))  # what an earlier run left: serve deletes it
+    labels = ["route", "method", "status"]
+    stale.write_value(mmap_key(REQUESTS, f"{REQUESTS}_total", labels, ["/stale", "GET", "200"], "old"), 5.0, 0.0)
+    stale.close()
     env = {
         **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "DATA_DIR": str(data_dir),
         "LOCAL_IMAGE_ROOTS": str(camvid_image_path.parent),
         "MC_SAMPLES": "4",
@@ -91,3 +102,22 @@ def test_bad_json_over_http_is_a_400_and_the_server_keeps_serving(server) -> Non
     response = requests.post(f"{server}/predict", data=b"\xff{", headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and "JSON" in response.json()["error"]
     assert requests.get(f"{server}/health", timeout=2).status_code == 200
+
+
+def test_metrics_over_http_add_up_the_gunicorn_processes_and_count_each_request(server) -> None:
+    def health_requests() -> float:
+        text = requests.get(f"{server}/metrics", timeout=10).text
+        labels = {"route": "/health", "method": "GET", "status": "200"}
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == f"{REQUESTS}_total" and sample.labels == labels
+        )
+
+    before = health_requests()
+    assert before >= 1, "the fixture's wait for /health"
+    assert '"/stale"' not in requests.get(f"{server}/metrics", timeout=10).text, "an earlier run's files are gone"
+    for _ in range(3):
+        assert requests.get(f"{server}/health", timeout=10).status_code == 200
+    assert health_requests() - before == 3

@@ -81,3 +81,44 @@ def test_a_bulk_deletion_slower_than_the_request_timeout_is_waited_for_not_resen
         studio.bulk_delay_s = 0.6  # like Label Studio deleting 10,000 predictions
         assert client.delete_model_version("5", "v1") == 4, "the count of the one deletion that ran"
         assert sum(method == "DELETE" for method, _, _ in studio.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("base", "prefix"),
+    [
+        ("http://ls:8080", ""),
+        ("http://ls:8080/", ""),
+        ("https://host/labelstudio", "/labelstudio"),
+        ("https://host/labelstudio/", "/labelstudio"),
+        ("https://host/a/b", "/a/b"),
+    ],
+)
+def test_every_path_keeps_the_prefix_of_label_studio_url(base: str, prefix: str) -> None:
+    client = StudioClient(base, LEGACY_TOKEN)
+    origin = base.rstrip("/").removesuffix(prefix)
+    assert client.prefix == prefix
+    assert client.url("/api/tasks/") == f"{origin}{prefix}/api/tasks/"
+    assert client.url("api/tasks/?page=2") == f"{origin}{prefix}/api/tasks/?page=2"
+
+
+def test_an_absolute_url_off_label_studios_host_gets_no_token() -> None:
+    client = StudioClient("http://ls:8080/labelstudio", LEGACY_TOKEN)
+    assert (
+        client.url("http://ls:8080/labelstudio/data/upload/1/a.png") == "http://ls:8080/labelstudio/data/upload/1/a.png"
+    )
+    for other in ("http://other:8080/data/upload/1/a.png", "https://ls:8080/data/upload/1/a.png", "//other/x"):
+        with pytest.raises(StudioError, match="not on Label Studio's host") as raised:
+            client.url(other)
+        assert raised.value.cause == "refused"
+
+
+@pytest.mark.parametrize("token", [LEGACY_TOKEN, PERSONAL_ACCESS_TOKEN], ids=["legacy", "personal"])
+def test_api_calls_and_files_go_under_the_prefix(token: str) -> None:
+    tasks = [{"id": 1, "project": 3, "data": {"image": "/labelstudio/data/upload/3/a.png"}}]
+    with FakeStudio({"/data/upload/3/a.png": b"x"}, tasks=tasks, prefix="/labelstudio") as studio:
+        client = StudioClient(studio.url, token)
+        assert [task["id"] for task in client.iter_tasks("3")] == [1]
+        assert client.download("/data/upload/3/a.png", 100) == b"x"
+        client.upsert_prediction(1, [], 0.5, "v1")
+        assert studio.requests and all(path.startswith("/labelstudio/") for _, path, _ in studio.requests)
+        assert [p["task"] for p in studio.predictions] == [1]

@@ -15,6 +15,7 @@ TITLES = {
     "scoring": "Pool scoring",
     "training": "Training",
     "precision": "Precision and memory layout",
+    "runtimes": "Runtimes of the encoder + decoder",
     "predict_memory": "Memory of one prediction",
     "prediction_bytes": "Bytes per prediction",
     "scale": "Scale: a large project in a real Label Studio",
@@ -79,6 +80,7 @@ def render_run(report: dict[str, Any], file_name: str) -> str:
         "scoring": _scoring,
         "training": _training,
         "precision": _precision,
+        "runtimes": _runtimes,
         "predict_memory": _predict_memory,
         "prediction_bytes": _prediction_bytes,
         "scale": _scale,
@@ -187,6 +189,22 @@ def _precision(result: dict[str, Any]) -> str:
             f"{row['inference_images_per_s']:.1f}",
             f"{row['inference_speedup']:.2f}",
         ]
+        for row in result["rows"]
+    ]
+    return intro + "\n" + _table(header, rows)
+
+
+def _runtimes(result: dict[str, Any]) -> str:
+    height, width = result["image_size"]
+    picks = result.get("auto_picks") or "torch (not a CPU)"
+    intro = (
+        f"**Runtimes of the encoder + decoder** (`net.features`, run once per image; the MC-dropout head is the same "
+        f"on each): batch {result['batch_size']} at {width}x{height}, on `{result['device']}` in "
+        f"{result['precision']} with {result['threads']} thread(s). `INFERENCE_RUNTIME=auto` picks here: {picks}.\n"
+    )
+    header = ["runtime", "images/s", "x bare network", "x torch (BatchNorm folded)"]
+    rows = [
+        [row["runtime"], f"{row['images_per_s']:.2f}", f"{row['x_bare']:.2f}", f"{row['x_torch']:.2f}"]
         for row in result["rows"]
     ]
     return intro + "\n" + _table(header, rows)

@@ -29,7 +29,17 @@ from PIL import Image
 from ls_al_backend.bench.report import write_report
 from ls_al_backend.config import Settings
 
-MEASUREMENTS = ("mc", "predict", "scoring", "training", "precision", "predict_memory", "prediction_bytes", "scale")
+MEASUREMENTS = (
+    "mc",
+    "predict",
+    "scoring",
+    "training",
+    "precision",
+    "runtimes",
+    "predict_memory",
+    "prediction_bytes",
+    "scale",
+)
 #: What a run measures unless ``--only`` says otherwise: all but ``scale``, which needs a Label Studio to load.
 DEFAULT_MEASUREMENTS = MEASUREMENTS[:-1]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
@@ -57,6 +67,7 @@ RECORDED_SETTINGS = (
     "score_chunk_size",
     "analysis_max_side",
     "inference_batch_size",
+    "inference_runtime",
 )
 #: Environment variables that change speed without being settings; recorded when set.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
@@ -72,6 +83,8 @@ QUICK_OPTIONS: dict[str, Any] = {
     "image_side": 64,
     "precision_size": (64, 64),
     "precision_steps": 1,
+    "runtime_size": (64, 64),
+    "runtime_steps": 1,
     "memory_sides": (64, 128),
     "memory_uncapped_sides": (128,),
     "size_train_epochs": 1,
@@ -104,6 +117,9 @@ class BenchOptions:
     precision_size: tuple[int, int] = (192, 256)
     """Image size (H, W) of the precision comparison: the issue's 256x192 batches of 8."""
     precision_steps: int = 4
+    runtime_size: tuple[int, int] = (384, 480)
+    """Image size (H, W) of the runtime comparison (``runtimes``): a 480x360 CamVid image as the network sees it."""
+    runtime_steps: int = 3
     memory_sides: tuple[int, ...] = (480, 2000, 4000, 8000)
     """Longest sides of the images whose one-prediction peak memory is measured (``predict_memory``)."""
     memory_uncapped_sides: tuple[int, ...] = (4000,)
@@ -238,7 +254,7 @@ def run_benchmarks(
     options.validate()
     # Imported here, not at the top: the predict and scoring child processes import this package and should not
     # load torch (model_speed does).
-    from ls_al_backend.bench import model_speed, prediction_size, scale, service_speed
+    from ls_al_backend.bench import model_speed, prediction_size, runtime_speed, scale, service_speed
 
     configs = {path.stem: path.read_text() for path in sorted(options.label_configs.glob("*.xml"))}
     started_at = datetime.now(UTC)
@@ -334,6 +350,11 @@ def run_benchmarks(
             "precision": (
                 model_speed.measure_precision,
                 {"split": options.data, "size": options.precision_size, "steps": options.precision_steps},
+                False,
+            ),
+            "runtimes": (
+                runtime_speed.measure_runtimes,
+                {"split": options.data, "size": options.runtime_size, "steps": options.runtime_steps},
                 False,
             ),
         }

@@ -28,8 +28,8 @@ from redis.exceptions import RedisError
 
 from ls_al_backend.bench.service_speed import _wait_for, running_workers
 from ls_al_backend.config import Settings
+from ls_al_backend.jobs.contract import scoring_chunk_size
 from ls_al_backend.jobs.rq_jobs import enqueue_scoring, publish_job
-from ls_al_backend.jobs.runners import scoring_chunk_size
 from ls_al_backend.studio import StudioClient
 
 #: Tasks imported per request.
@@ -144,7 +144,8 @@ def measure_scale(
             data_dir=Path(work) / "data",
             model_dir="",
             redis_url=redis_url,
-            queue_name=f"ls-al-scale-{uuid.uuid4().hex[:8]}",
+            training_queue=f"ls-al-scale-{uuid.uuid4().hex[:8]}-training",
+            scoring_queue=f"ls-al-scale-{uuid.uuid4().hex[:8]}-scoring",
             local_image_roots=(str(Path(work) / "images"), *sorted({str(Path(p).resolve().parent) for p in images})),
         )
         spec = NetworkSpec(

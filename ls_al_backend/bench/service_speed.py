@@ -30,8 +30,8 @@ from rq.job import Job, JobStatus
 
 from ls_al_backend.bench.task_server import TaskServer
 from ls_al_backend.config import Settings
+from ls_al_backend.jobs.contract import scoring_chunk_size
 from ls_al_backend.jobs.rq_jobs import enqueue_scoring
-from ls_al_backend.jobs.runners import scoring_chunk_size
 
 #: How long a server or worker may take to start (importing torch on a busy machine takes a while).
 START_TIMEOUT_S = 300.0
@@ -179,10 +179,10 @@ def measure_predict_latency(
 def running_workers(
     settings: Settings, count: int, log_path: Path, extra_environment: dict[str, str] | None = None
 ) -> Iterator[Queue]:
-    """``count`` ``ls-al-backend worker`` processes on ``settings.queue_name`` (their environment: ``settings``,
-    then ``extra_environment``); yields the queue once all listen."""
+    """``count`` ``ls-al-backend worker`` processes on both queues (their environment: ``settings``, then
+    ``extra_environment``); yields the scoring queue once all listen."""
     connection = Redis.from_url(settings.redis_url)
-    queue = Queue(settings.queue_name, connection=connection)
+    queue = Queue(settings.scoring_queue, connection=connection)
     environment = {**os.environ, **settings_environment(settings), "LOG_LEVEL": "WARNING", **(extra_environment or {})}
     workers = []
     try:
@@ -251,7 +251,8 @@ def measure_pool_scoring(
                 data_dir=Path(data_dir),
                 model_dir="",
                 redis_url=redis_url,
-                queue_name=f"ls-al-bench-{uuid.uuid4().hex[:8]}",
+                training_queue=f"ls-al-bench-{uuid.uuid4().hex[:8]}-training",
+                scoring_queue=f"ls-al-bench-{uuid.uuid4().hex[:8]}-scoring",
                 label_studio_url=studio.url,
                 label_studio_api_key="benchmark",
             )

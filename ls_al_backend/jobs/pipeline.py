@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ls_al_backend import metrics
 from ls_al_backend.backend import Backend, TaskPrediction
 from ls_al_backend.config import Settings
 from ls_al_backend.images import ImageError
@@ -130,7 +131,7 @@ class Pipeline:
                 continue
             labelled += 1
             try:
-                image = self.backend.images.load(task.get("data", {}).get(config.image_key))
+                image = self.backend.images.load(task.get("data", {}).get(config.image_key), task_id=task.get("id"))
             except ImageError as error:
                 log.warning("task %s: left out of training, its image cannot be read: %s", task.get("id"), error)
                 unreadable.append(int(task["id"]))
@@ -173,7 +174,9 @@ class Pipeline:
         images = []
         for task_id in task_ids:
             try:
-                images.append(self.backend.images.load(by_id[task_id].get("data", {}).get(config.image_key)))
+                images.append(
+                    self.backend.images.load(by_id[task_id].get("data", {}).get(config.image_key), task_id=task_id)
+                )
             except (ImageError, OSError) as error:
                 log.warning("task %s: image skipped (%s): %s", task_id, stage, error)
                 continue
@@ -192,9 +195,12 @@ class Pipeline:
 
     def train(self, project_id: str, label_config_xml: str, report: Report = _no_report) -> TrainingOutcome:
         """Train on every labelled task of the project and save the next version."""
+        started = time.perf_counter()
         report({"stage": "reading labels"})
         tasks = list(self.studio.iter_tasks(project_id))
-        return self.train_on_tasks(project_id, parse_label_config(label_config_xml), tasks, report)
+        outcome = self.train_on_tasks(project_id, parse_label_config(label_config_xml), tasks, report)
+        metrics.observe_training_round(time.perf_counter() - started)
+        return outcome
 
     def train_on_tasks(
         self, project_id: str, config: LabelConfig, tasks: list[dict[str, Any]], report: Report = _no_report
@@ -304,6 +310,7 @@ class Pipeline:
         writing = time.perf_counter()
         scored = self._write_predictions(project_id, predicted, failed)
         seconds["write"] = time.perf_counter() - writing
+        metrics.observe_scoring(len(predicted), sum(seconds.values()))
         report({"stage": "scoring", "scored": scored, "of": len(task_ids)})
         stages = {stage: round(value, 3) for stage, value in seconds.items()}
         return {"scored": scored, "failed": sorted(failed), "already_scored": already, "seconds": stages}

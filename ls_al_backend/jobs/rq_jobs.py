@@ -11,8 +11,9 @@ and one per queue, ``lsal:queue:<queue>:jobs``: the ids of its newest jobs, scor
 which ``/jobs`` lists. RQ's own registries cannot be read as one listing: a job a worker has just popped off the
 queue is, for a moment, in none of them.
 
-After training, the job enqueues the pool scoring in chunks (any worker takes them) and a publish
-job that runs when every chunk has ended.
+Two queues (``TRAINING_QUEUE``, ``SCORING_QUEUE``), so that a GPU host can take training alone: training jobs go
+to the training queue; after training, the job enqueues the pool scoring in chunks on the scoring queue (any
+scoring worker takes them) and a publish job there that runs when every chunk has ended.
 """
 
 from __future__ import annotations
@@ -22,14 +23,17 @@ import threading
 import time
 from typing import Any
 
+from prometheus_client.registry import Collector
 from redis import Redis
-from rq import Queue, Worker, get_current_job
+from rq import Queue, get_current_job
 from rq.exceptions import NoSuchJobError
 from rq.job import Dependency, Job, JobStatus
 from rq.results import Result
 
+from ls_al_backend import metrics
 from ls_al_backend.config import Settings
-from ls_al_backend.jobs.runners import MAX_JOBS_LISTED, JobRunner, scoring_chunks
+from ls_al_backend.jobs.contract import MAX_JOBS_LISTED, JobRunner, scoring_chunks
+from ls_al_backend.jobs.queue_metrics import QueueCollector
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +50,17 @@ def connect(settings: Settings) -> Redis:
     return Redis.from_url(settings.redis_url)
 
 
-def job_queue(settings: Settings, connection: Redis) -> Queue:
-    return Queue(settings.queue_name, connection=connection)
+#: What a worker may be bound to (``ls-al-backend worker --queues training,scoring``), in the order it serves them.
+QUEUE_ROLES = ("training", "scoring")
+
+
+def queues_for(settings: Settings, connection: Redis, roles: tuple[str, ...] = QUEUE_ROLES) -> list[Queue]:
+    """The RQ queues of ``roles`` (each ``"training"`` or ``"scoring"``), in that order."""
+    names = {"training": settings.training_queue, "scoring": settings.scoring_queue}
+    unknown = [role for role in roles if role not in names]
+    if unknown:
+        raise ValueError(f"unknown queue role(s) {', '.join(unknown)}: expected {' and/or '.join(QUEUE_ROLES)}")
+    return [Queue(names[role], connection=connection) for role in roles]
 
 
 def _index_key(queue: Queue) -> str:
@@ -57,6 +70,7 @@ def _index_key(queue: Queue) -> str:
 def enqueue(queue: Queue, function, *args: Any, **options: Any) -> Job:
     """``queue.enqueue`` that also records the job in the queue's job index (newest ``MAX_JOBS_LISTED`` kept)."""
     job = queue.enqueue(function, *args, **options)
+    metrics.count_job(job.meta.get("kind", "unknown"), "enqueued")
     index = queue.connection.pipeline()
     index.zadd(_index_key(queue), {job.id: time.time()})
     index.zremrangebyrank(_index_key(queue), 0, -MAX_JOBS_LISTED - 1)
@@ -68,7 +82,7 @@ class RedisRunner(JobRunner):
     def __init__(self, settings: Settings):
         self.settings = settings
         self.connection = connect(settings)
-        self.queue = job_queue(settings, self.connection)
+        self.training_queue, self.scoring_queue = queues_for(settings, self.connection)
 
     def request_training(self, project_id: str, label_config_xml: str, reason: str) -> dict[str, Any]:
         with self.connection.lock(_key(project_id, "enqueue"), timeout=10, blocking_timeout=10):
@@ -84,7 +98,7 @@ class RedisRunner(JobRunner):
                     job.save_meta()
                     return {"job_id": job.id, "coalesced": True}
             job = enqueue(
-                self.queue,
+                self.training_queue,
                 train_job,
                 project_id,
                 job_timeout=JOB_TIMEOUT_S,
@@ -102,12 +116,20 @@ class RedisRunner(JobRunner):
             return {"job_id": job.id, "coalesced": False}
 
     def jobs(self) -> list[dict[str, Any]]:
-        ids = [job_id.decode() for job_id in self.connection.zrevrange(_index_key(self.queue), 0, MAX_JOBS_LISTED - 1)]
-        jobs = Job.fetch_many(ids, connection=self.connection)
-        expired = [job_id for job_id, job in zip(ids, jobs, strict=True) if job is None]  # their results' TTL ran out
-        if expired:
-            self.connection.zrem(_index_key(self.queue), *expired)
+        """Both queues' newest jobs, merged newest first."""
+        listed = []  # (enqueued at, job id, index key)
+        for queue in (self.training_queue, self.scoring_queue):
+            newest = self.connection.zrevrange(_index_key(queue), 0, MAX_JOBS_LISTED - 1, withscores=True)
+            listed += [(enqueued_at, job_id.decode(), _index_key(queue)) for job_id, enqueued_at in newest]
+        listed = sorted(listed, reverse=True)[:MAX_JOBS_LISTED]
+        jobs = Job.fetch_many([job_id for _, job_id, _ in listed], connection=self.connection)
+        for (_, job_id, index_key), job in zip(listed, jobs, strict=True):
+            if job is None:  # its result's TTL ran out
+                self.connection.zrem(index_key, job_id)
         return [describe(job) for job in jobs if job is not None]
+
+    def metric_collectors(self) -> list[Collector]:
+        return [QueueCollector(self.connection, [self.training_queue.name, self.scoring_queue.name])]
 
 
 def describe(job: Job) -> dict[str, Any]:
@@ -137,7 +159,7 @@ _pipelines: dict[Settings, Any] = {}
 
 def _pipeline(settings: Settings):
     """One Pipeline per job process. RQ runs every job in a fresh fork of the worker, so in-memory caches last one
-    job (downloaded images and superpixels are also cached on disk); :func:`run_worker` imports the heavy modules
+    job (downloaded images and superpixels are also cached on disk); ``rq_worker.run_worker`` imports the heavy modules
     before forking so that a job does not pay for importing torch."""
     from ls_al_backend.jobs.pipeline import Pipeline
 
@@ -219,7 +241,7 @@ def train_job(project_id: str) -> dict[str, Any]:
             label_config_xml = job.meta["label_config"]
             pipeline = _pipeline(settings)
             outcome = pipeline.train(project_id, label_config_xml, report_while_locked)
-            queue = job_queue(settings, connection)
+            (queue,) = queues_for(settings, connection, ("scoring",))
             chunk_jobs = enqueue_scoring(
                 queue, project_id, label_config_xml, outcome.unlabelled_task_ids, settings.score_chunk_size
             )
@@ -249,8 +271,8 @@ def train_job(project_id: str) -> dict[str, Any]:
 def enqueue_scoring(
     queue: Queue, project_id: str, label_config_xml: str, task_ids: list[int], chunk_size: int
 ) -> list[Job]:
-    """One :func:`score_job` per chunk of :func:`scoring_chunks` (``chunk_size`` 0: sized to the pool); any worker
-    on the queue takes them."""
+    """One :func:`score_job` per chunk of :func:`scoring_chunks` (``chunk_size`` 0: sized to the pool) on ``queue``
+    (the scoring queue); any worker bound to it takes them."""
     return [
         enqueue(
             queue,
@@ -275,11 +297,3 @@ def score_job(project_id: str, label_config_xml: str, task_ids: list[int]) -> di
 def publish_job(project_id: str, version: int) -> dict[str, Any]:
     settings = Settings.from_env()
     return _pipeline(settings).publish(project_id, version)
-
-
-def run_worker(settings: Settings, burst: bool = False) -> None:
-    """Process jobs from the queue until stopped (or, with ``burst``, until it is empty)."""
-    import ls_al_backend.jobs.pipeline  # noqa: F401  (torch, smp: imported once, inherited by every forked job)
-
-    connection = connect(settings)
-    Worker([job_queue(settings, connection)], connection=connection).work(burst=burst, with_scheduler=False)

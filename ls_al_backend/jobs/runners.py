@@ -13,51 +13,14 @@ import queue
 import threading
 import time
 import traceback
-from abc import ABC, abstractmethod
 from collections import OrderedDict
 from typing import Any
 
+from ls_al_backend import metrics
 from ls_al_backend.config import Settings
+from ls_al_backend.jobs.contract import MAX_JOBS_LISTED, JobRunner, scoring_chunks
 
 log = logging.getLogger(__name__)
-
-MAX_JOBS_LISTED = 100
-
-
-class JobRunner(ABC):
-    """Accepts training requests and lists jobs with their progress."""
-
-    @abstractmethod
-    def request_training(self, project_id: str, label_config_xml: str, reason: str) -> dict[str, Any]:
-        """Queue (or fold into the pending) training of a project; returns ``{"job_id", "coalesced"}``."""
-
-    @abstractmethod
-    def jobs(self) -> list[dict[str, Any]]:
-        """Recent jobs, newest first: id, kind, project, status, meta (stage, epoch, loss, ...), error."""
-
-
-#: ``SCORE_CHUNK_SIZE=0``: a round's pool goes out in about this many scoring jobs, each of a size within the limits.
-#: Each job writes its predictions in one Label Studio import, which costs 1-9 s whatever it carries in a
-#: 10,000-task project (benchmarks/scale/write-10k/), so large pools want few, large chunks; small pools want
-#: chunks small enough for several workers to share.
-AUTO_CHUNKS_PER_ROUND = 20
-AUTO_CHUNK_SIZE_LIMITS = (100, 500)
-
-
-def scoring_chunk_size(tasks: int, chunk_size: int) -> int:
-    """Tasks per scoring job for a pool of ``tasks``: ``chunk_size`` (``SCORE_CHUNK_SIZE``), or, when it is 0, the
-    size that cuts the pool into about ``AUTO_CHUNKS_PER_ROUND`` jobs, within ``AUTO_CHUNK_SIZE_LIMITS``."""
-    if chunk_size:
-        return chunk_size
-    smallest, largest = AUTO_CHUNK_SIZE_LIMITS
-    return min(max(-(-tasks // AUTO_CHUNKS_PER_ROUND), smallest), largest)
-
-
-def scoring_chunks(task_ids: list[int], chunk_size: int) -> list[list[int]]:
-    """``task_ids`` in consecutive slices of :func:`scoring_chunk_size` tasks (the last one shorter), one scoring
-    job each."""
-    size = scoring_chunk_size(len(task_ids), chunk_size)
-    return [task_ids[start : start + size] for start in range(0, len(task_ids), size)]
 
 
 def run_round(pipeline, project_id: str, label_config_xml: str, report) -> dict[str, Any]:
@@ -108,6 +71,7 @@ class EmbeddedRunner(JobRunner):
             self._jobs[job["id"]] = job
             while len(self._jobs) > MAX_JOBS_LISTED:
                 self._jobs.popitem(last=False)
+        metrics.count_job("train", "enqueued")
         self._queue.put(job)
         with self._lock:
             if self._thread is None:
@@ -137,6 +101,7 @@ class EmbeddedRunner(JobRunner):
                     del self._pending[job["project"]]
                 job["status"] = "started"
                 job["started_at"] = time.time()
+            metrics.count_job("train", "started")
 
             def report(update: dict[str, Any], job=job) -> None:
                 job["meta"].update(update)
@@ -151,6 +116,7 @@ class EmbeddedRunner(JobRunner):
             # /jobs reads a job from another thread: it must never see an ended status without its result or error.
             with self._lock:
                 job.update(outcome, ended_at=time.time(), status=status)
+            metrics.count_job("train", status)
 
 
 def make_runner(backend) -> JobRunner:

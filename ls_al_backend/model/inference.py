@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.nn import functional as F
 
 from ls_al_backend.acquisition.mc import MCSummary
@@ -153,3 +154,12 @@ def _summarise(
     if small != (height, width):
         summary.image_size = (height, width)
     return summary
+
+
+def analysis_image(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The ``[H, W, 3]`` uint8 image scaled down (area average, never up) so its longest side is at most
+    ``max_side``: the grid on which one prediction's probabilities, uncertainty and superpixels are computed."""
+    size = working_size(*image.shape[:2], max_side)
+    if size == image.shape[:2]:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BOX))

@@ -1,8 +1,11 @@
 """Checkpoints and model versions per project, and the web process's cache of loaded networks.
 
-Layout: ``<MODELS_DIR>/<project id>/v<N>.pt``. Version ``v0`` is the network before any training
-(ImageNet encoder, untrained head) and has no file. A checkpoint is written to a temporary file and
-renamed into place, so readers never see a partial one.
+Layout of a local folder (the default ``MODEL_DIR``): ``<MODEL_DIR>/<project id>/v<N>.pt``. Version ``v0`` is the
+network before any training (ImageNet encoder, untrained head) and has no file. A checkpoint is written to a
+temporary file and hard-linked into place, so readers never see a partial one and two writers never share a
+number. An ``s3://bucket/prefix`` ``MODEL_DIR`` is :class:`ls_al_backend.model.object_store.ObjectModelStore`:
+the same interface, with a manifest and checksum per version (:func:`ls_al_backend.model.object_store.open_model_store`
+picks one).
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ import os
 import re
 import tempfile
 import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -58,11 +63,84 @@ def plain_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(metadata, default=plain))
 
 
-class ModelStore:
-    """Versioned checkpoints on disk, one folder per project."""
+def checkpoint_payload(
+    version: int, net: SegmentationNet, class_names: tuple[str, ...], metadata: dict[str, Any]
+) -> dict[str, Any]:
+    """What a checkpoint file holds: tensors and plain containers only (loadable with ``weights_only=True``)."""
+    return {
+        "version": version,
+        "spec": dataclasses.asdict(net.spec),
+        "class_names": list(class_names),
+        "state_dict": {name: tensor.detach().cpu() for name, tensor in net.state_dict().items()},
+        "metadata": plain_metadata(metadata),
+    }
+
+
+def read_checkpoint(source: Path | BinaryIO, label: str) -> Checkpoint:
+    """The checkpoint in a file (a path or an open binary file); :class:`CheckpointError` naming ``label`` when it
+    is truncated, corrupt or holds anything but tensors and plain containers."""
+    try:
+        # tensors and plain containers only: loading a checkpoint never runs code from the file
+        payload = torch.load(source, map_location="cpu", weights_only=True)
+        return Checkpoint(
+            version=int(payload["version"]),
+            spec=NetworkSpec(**payload["spec"]),
+            class_names=tuple(payload["class_names"]),
+            state_dict=payload["state_dict"],
+            metadata=payload.get("metadata", {}),
+        )
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError, ...
+        raise CheckpointError(f"{label} cannot be loaded: {type(error).__name__}: {error}") from error
+
+
+class VersionStore(ABC):
+    """Numbered checkpoints per project (``v1``, ``v2``, ...): what training saves and the web process serves."""
+
+    #: Where the versions live, for messages (a folder, or an ``s3://`` URL).
+    location: str
+
+    @abstractmethod
+    def versions(self, project_id: str) -> list[int]:
+        """Saved version numbers of a project, ascending (``v0`` is implicit and not listed)."""
+
+    @abstractmethod
+    def projects(self) -> list[str]:
+        """Ids of the projects with a saved version (or a folder / prefix of their own)."""
+
+    @abstractmethod
+    def save(
+        self, project_id: str, net: SegmentationNet, class_names: tuple[str, ...], metadata: dict[str, Any]
+    ) -> int:
+        """Publish the next version (complete or not at all) and return its number."""
+
+    @abstractmethod
+    def load(self, project_id: str, version: int) -> Checkpoint:
+        """The checkpoint of one version; :class:`CheckpointError` when it is missing or unreadable."""
+
+    def latest(self, project_id: str) -> int:
+        """Newest saved version number, 0 when the project has none."""
+        versions = self.versions(project_id)
+        return versions[-1] if versions else 0
+
+    def newest_readable(self, project_id: str, below: int | None = None) -> Checkpoint | None:
+        """The newest version (below ``below`` if given) whose checkpoint loads; unreadable ones are logged and
+        passed over. None when there is none."""
+        for version in reversed(self.versions(project_id)):
+            if below is not None and version >= below:
+                continue
+            try:
+                return self.load(project_id, version)
+            except CheckpointError as error:
+                log.error("project %s: %s; falling back to an older version", project_id, error)
+        return None
+
+
+class ModelStore(VersionStore):
+    """Versioned checkpoints in a local folder, one subfolder per project."""
 
     def __init__(self, root: Path):
         self.root = Path(root)
+        self.location = str(self.root)
 
     def project_dir(self, project_id: str) -> Path:
         return self.root / project_id
@@ -74,11 +152,6 @@ class ModelStore:
             return []
         found = (_CHECKPOINT.match(path.name) for path in folder.iterdir())
         return sorted(int(match.group(1)) for match in found if match)
-
-    def latest(self, project_id: str) -> int:
-        """Newest saved version number, 0 when the project has none."""
-        versions = self.versions(project_id)
-        return versions[-1] if versions else 0
 
     def projects(self) -> list[str]:
         if not self.root.is_dir():
@@ -92,13 +165,7 @@ class ModelStore:
         folder = self.project_dir(project_id)
         folder.mkdir(parents=True, exist_ok=True)
         version = self.latest(project_id) + 1
-        payload = {
-            "version": version,
-            "spec": dataclasses.asdict(net.spec),
-            "class_names": list(class_names),
-            "state_dict": {name: tensor.detach().cpu() for name, tensor in net.state_dict().items()},
-            "metadata": plain_metadata(metadata),
-        }
+        payload = checkpoint_payload(version, net, class_names, metadata)
         handle, temporary = tempfile.mkstemp(dir=folder, prefix=".v", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as file:
@@ -119,54 +186,42 @@ class ModelStore:
         """The checkpoint of one version; :class:`CheckpointError` when the file is missing, truncated, corrupt
         or holds anything but tensors and plain containers."""
         path = self.project_dir(project_id) / f"v{version}.pt"
-        try:
-            # tensors and plain containers only: loading a checkpoint never runs code from the file
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            return Checkpoint(
-                version=int(payload["version"]),
-                spec=NetworkSpec(**payload["spec"]),
-                class_names=tuple(payload["class_names"]),
-                state_dict=payload["state_dict"],
-                metadata=payload.get("metadata", {}),
-            )
-        except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError, KeyError, ...
-            raise CheckpointError(f"{path} cannot be loaded: {type(error).__name__}: {error}") from error
-
-    def newest_readable(self, project_id: str, below: int | None = None) -> Checkpoint | None:
-        """The newest version (below ``below`` if given) whose checkpoint loads; unreadable ones are logged and
-        passed over. None when there is none."""
-        for version in reversed(self.versions(project_id)):
-            if below is not None and version >= below:
-                continue
-            try:
-                return self.load(project_id, version)
-            except CheckpointError as error:
-                log.error("project %s: %s; falling back to an older version", project_id, error)
-        return None
+        return read_checkpoint(path, str(path))
 
 
 class ModelCache:
-    """Loaded networks of the web process: one per project, reloaded when a newer version appears on disk.
-    They serve inference only, with their BatchNorms folded into the convolutions (:func:`fold_batchnorm`)."""
+    """Loaded networks of the web process: one per project, reloaded when a newer version appears in the store.
+    They serve inference only, as ``prepare(network, project id, version)`` makes them: by default with their
+    BatchNorms folded into the convolutions (:func:`fold_batchnorm`), or on another runtime
+    (:meth:`ls_al_backend.model.runtimes.ServingRuntime.prepare`)."""
 
-    def __init__(self, store: ModelStore, base_spec: NetworkSpec, device: torch.device):
+    def __init__(
+        self,
+        store: VersionStore,
+        base_spec: NetworkSpec,
+        device: torch.device,
+        prepare: Callable[[SegmentationNet, str, int], SegmentationNet] | None = None,
+    ):
         self.store = store
         self.base_spec = base_spec
         self.device = device
-        # project id -> (newest version on disk when built, class names, network, version served)
+        self.prepare = prepare or (lambda net, project_id, version: fold_batchnorm(net))
+        # project id -> (newest version in the store when built, class names, network, version served)
         self._entries: dict[str, tuple[int, tuple[str, ...], SegmentationNet, int]] = {}
         self._metadata: dict[str, dict[str, Any]] = {}  # project id -> metadata of the version served
         self._lock = threading.Lock()
 
     def get(self, project_id: str, class_names: tuple[str, ...]) -> tuple[SegmentationNet, int]:
-        """The network to serve for a project and its version number (0 = untrained head)."""
+        """The network to serve for a project and its version number (0 = untrained head). Asks the store for its
+        newest version on every call: a folder lists it; an object store answers from a listing at most
+        ``MODEL_LIST_TTL_S`` old, so a new version is served within that time (plus its download)."""
         latest = self.store.latest(project_id)
         with self._lock:
             cached = self._entries.get(project_id)
             if cached is not None and cached[0] == latest and cached[1] == class_names:
                 return cached[2], cached[3]
             net, version, metadata = self._build(project_id, class_names, latest)
-            net = fold_batchnorm(net)
+            net = self.prepare(net, project_id, version)
             self._entries[project_id] = (latest, class_names, net, version)
             self._metadata[project_id] = metadata
             return net, version

@@ -9,14 +9,16 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import time
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ls_al_backend import __version__
+from ls_al_backend import __version__, metrics
 from ls_al_backend.backend import Backend, UnknownProject
-from ls_al_backend.jobs.runners import JobRunner, make_runner
+from ls_al_backend.jobs.contract import JobRunner
+from ls_al_backend.jobs.runners import make_runner
 from ls_al_backend.labeling.config import UnsupportedLabelConfig
 from ls_al_backend.projects import InvalidProject, project_id_from
 
@@ -91,6 +93,18 @@ def create_app(backend: Backend, runner: JobRunner | None = None) -> Flask:
             settings.host,
             "/webhook" if settings.webhook_secret else "none",
         )
+
+    @app.before_request
+    def start_clock() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count_request(response: Response) -> Response:
+        """Every answer, refused ones included, by route: the URL rule (``/predict``), ``unmatched`` for a 404."""
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.observe_request(route, request.method, response.status_code, seconds)
+        return response
 
     @app.before_request
     def authenticate() -> Response | None:
@@ -174,6 +188,10 @@ def create_app(backend: Backend, runner: JobRunner | None = None) -> Flask:
         except ValueError as error:
             raise BadRequest(str(error)) from None
         predictions = backend.predict(tasks, config, project_id, acquisition)
+        served = [prediction for prediction in predictions if not prediction.failed]
+        metrics.count_predictions(len(served), sum(prediction.query_regions for prediction in served))
+        if predictions:  # every prediction of one call carries the version it was served with, "v<n>"
+            metrics.set_model_version(project_id or "_adhoc", int(predictions[0].model_version.removeprefix("v")))
         return jsonify(results=[prediction.to_json() for prediction in predictions])
 
     @app.post("/webhook")
@@ -187,6 +205,12 @@ def create_app(backend: Backend, runner: JobRunner | None = None) -> Flask:
     @app.get("/jobs")
     def jobs() -> Response:
         return jsonify(jobs=backend.runner.jobs())  # type: ignore[union-attr]  (set above)
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        """Prometheus text format; behind basic auth like every route when BASIC_AUTH_USER is set."""
+        body, content_type = metrics.exposition(backend.runner.metric_collectors())  # type: ignore[union-attr]
+        return Response(body, content_type=content_type)
 
     @app.get("/versions")
     def versions() -> Response:

@@ -29,20 +29,29 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 def redis_settings(tmp_path, studio):
     connection = Redis.from_url(REDIS_URL)
     connection.ping()
-    queue_name = f"test-{uuid.uuid4().hex[:8]}"
-    settings = job_settings(tmp_path, studio.url, redis_url=REDIS_URL, queue_name=queue_name, training_lock_ttl_s=3)
+    prefix = f"test-{uuid.uuid4().hex[:8]}"
+    settings = job_settings(
+        tmp_path,
+        studio.url,
+        redis_url=REDIS_URL,
+        training_queue=f"{prefix}-training",
+        scoring_queue=f"{prefix}-scoring",
+        training_lock_ttl_s=3,
+    )
     yield settings
     for key in connection.scan_iter(f"lsal:{PROJECT}:*"):
         connection.delete(key)
-    Queue(queue_name, connection=connection).empty()
-    connection.delete(f"lsal:queue:{queue_name}:jobs")
+    for name in (settings.training_queue, settings.scoring_queue):
+        Queue(name, connection=connection).empty()
+        connection.delete(f"lsal:queue:{name}:jobs")
 
 
 def worker_env(settings) -> dict[str, str]:
     return {
         **os.environ,
         "REDIS_URL": settings.redis_url,
-        "QUEUE_NAME": settings.queue_name,
+        "TRAINING_QUEUE": settings.training_queue,
+        "SCORING_QUEUE": settings.scoring_queue,
         "DATA_DIR": str(settings.data_dir),
         "LABEL_STUDIO_URL": settings.label_studio_url,
         "LABEL_STUDIO_API_KEY": settings.label_studio_api_key,
@@ -56,8 +65,8 @@ def worker_env(settings) -> dict[str, str]:
     }
 
 
-def start_worker(settings, burst: bool, log_path: Path) -> subprocess.Popen:
-    command = [str(Path(sys.executable).parent / "ls-al-backend"), "worker"] + (["--burst"] if burst else [])
+def start_worker(settings, burst: bool, log_path: Path, options: tuple[str, ...] = ()) -> subprocess.Popen:
+    command = [str(Path(sys.executable).parent / "ls-al-backend"), "worker", *options] + (["--burst"] if burst else [])
     with log_path.open("a") as log:
         return subprocess.Popen(
             command, env=worker_env(settings), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -96,20 +105,55 @@ def test_a_webhook_storm_becomes_one_job_and_two_workers_finish_the_round(redis_
     assert client.get("/versions").get_json() == {"versions": ["v0", "v1"]}
 
 
+def test_a_scoring_worker_never_takes_training_and_a_training_worker_hands_the_scoring_on(
+    redis_settings, studio, tmp_path
+) -> None:
+    client = create_app(Backend(redis_settings)).test_client()
+    assert client.post("/webhook", json=event("START_TRAINING")).status_code == 201
+    log_path = tmp_path / "workers.log"
+    scoring = start_worker(redis_settings, burst=True, log_path=log_path, options=("--queues", "scoring"))
+    assert scoring.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+    (job,) = client.get("/jobs").get_json()["jobs"]
+    assert (job["kind"], job["status"]) == ("train", "queued"), "the scoring worker left the training alone"
+    assert Queue(redis_settings.training_queue, connection=Redis.from_url(REDIS_URL)).count == 1
+
+    training = start_worker(redis_settings, burst=True, log_path=log_path, options=("--queues", "training"))
+    assert training.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+    store = ModelStore(redis_settings.models_dir)
+    assert store.versions(PROJECT) == [1]
+    jobs = {job["kind"]: job for job in client.get("/jobs").get_json()["jobs"]}
+    assert jobs["train"]["status"] == "finished"
+    assert (jobs["score"]["status"], jobs["publish"]["status"]) == ("queued", "deferred"), "left for scoring workers"
+    assert Queue(redis_settings.scoring_queue, connection=Redis.from_url(REDIS_URL)).count == 2  # chunks of 3 + 1
+    assert not studio.predictions
+
+    scoring = start_worker(redis_settings, burst=True, log_path=log_path, options=("--queues", "scoring"))
+    assert scoring.wait(timeout=300) == 0, log_path.read_text()[-3000:]
+    assert sorted(p["task"] for p in studio.predictions if p["model_version"] == "v1") == [4, 5, 6, 7]
+    assert studio.projects[PROJECT]["model_version"] == "v1"
+    jobs = client.get("/jobs").get_json()["jobs"]
+    assert sorted(job["kind"] for job in jobs) == ["publish", "score", "score", "train"]
+    assert all(job["status"] == "finished" for job in jobs)
+
+
 def test_jobs_lists_a_job_that_a_worker_has_popped_off_the_queue_before_it_enters_a_registry(redis_settings) -> None:
     runner = RedisRunner(redis_settings)
     job_id = runner.request_training(PROJECT, DENSE_XML, "test")["job_id"]
-    runner.queue.remove(job_id)  # what RQ's dequeue does, a moment before it adds the job to its started registry
+    runner.training_queue.remove(
+        job_id
+    )  # what RQ's dequeue does, a moment before it adds the job to its started registry
     assert [job["id"] for job in runner.jobs()] == [job_id]
 
 
-def test_jobs_lists_the_newest_jobs_first_and_forgets_the_expired_ones(redis_settings) -> None:
+def test_jobs_lists_both_queues_newest_first_and_forgets_the_expired_ones(redis_settings) -> None:
     runner = RedisRunner(redis_settings)
-    ids = [enqueue(runner.queue, publish_job, f"project-{n}", 1).id for n in range(3)]
+    queues = [runner.training_queue, runner.scoring_queue, runner.training_queue, runner.scoring_queue]
+    ids = [enqueue(queue, publish_job, f"project-{n}", 1).id for n, queue in enumerate(queues)]
     assert [job["id"] for job in runner.jobs()] == ids[::-1]
     Job.fetch(ids[1], connection=runner.connection).delete()  # as when its result's TTL runs out
-    assert [job["id"] for job in runner.jobs()] == [ids[2], ids[0]]
-    assert runner.connection.zcard(f"lsal:queue:{runner.queue.name}:jobs") == 2
+    assert [job["id"] for job in runner.jobs()] == [ids[3], ids[2], ids[0]]
+    assert runner.connection.zcard(f"lsal:queue:{runner.scoring_queue.name}:jobs") == 1
+    assert runner.connection.zcard(f"lsal:queue:{runner.training_queue.name}:jobs") == 2
 
 
 def test_a_worker_killed_mid_training_leaves_the_served_version_and_the_next_trigger_succeeds(
@@ -119,7 +163,8 @@ def test_a_worker_killed_mid_training_leaves_the_served_version_and_the_next_tri
         redis_settings.data_dir,
         studio.url,
         redis_url=REDIS_URL,
-        queue_name=redis_settings.queue_name,
+        training_queue=redis_settings.training_queue,
+        scoring_queue=redis_settings.scoring_queue,
         training_lock_ttl_s=3,
         train_epochs=500,
     )
