@@ -4,8 +4,10 @@ Each regime's ``summary.json`` already judges the goal (``goal``: the best acqui
 mode's full-annotation clicks, its share of the fully supervised reference and its gap to every random baseline at
 the same round). This puts those verdicts side by side, with what every superpixel of the pool answered gives
 (the mode's ceiling) where it was measured, then the same goal on converged models where the regime's runs were
-trained again on their final labels (``goal_converged``), and writes ``goal_across_regimes.md`` beside this file;
-the README's tables are that file's tables. Regenerate after any summary changes:
+trained again on their final labels (``goal_converged``), and writes ``goal_across_regimes.md`` beside this file
+(``README.md`` in this folder holds its tables). It also writes ``summary.json`` beside this file: the regime the
+top-level README's claim rests on (:data:`CLAIM_REGIME`), with its verdict, every regime's verdicts, and the
+confirmatory comparison's status. Regenerate after any summary changes:
 
     .venv/bin/python benchmarks/active_learning/goal_across_regimes.py
 """
@@ -18,16 +20,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ls_al_backend.simulation.report import (
-    GOAL_CLICK_SHARE,
-    GOAL_MARGIN,
-    GOAL_REFERENCE_SHARE,
-    SAME_CLICKS_TOLERANCE,
-    format_percent,
-)
+from ls_al_backend.simulation.goal import GOAL_CLICK_SHARE, GOAL_MARGIN, GOAL_REFERENCE_SHARE, SAME_CLICKS_TOLERANCE
+from ls_al_backend.simulation.tables import format_percent
 
 HERE = Path(__file__).resolve().parent
 OUTPUT = HERE / "goal_across_regimes.md"
+SUMMARY = HERE / "summary.json"
+
+#: The regime the top-level README's claim rests on: the one where the best acquisition strategy clears every random
+#: baseline by the goal's margin with the most seeds on both sides (the gaps of its ``goal``; the rounds' models).
+CLAIM_REGIME = "gpu_inverse_sqrt_frequency"
+#: The pre-registered comparison another session runs; it has no verdict until its runs are finished and summarised.
+CONFIRMATORY = {
+    "status": "running",
+    "path": "benchmarks/active_learning/confirmatory/",
+    "protocol": "benchmarks/active_learning/confirmatory/PROTOCOL.md",
+}
 
 #: Strategies whose labels are every superpixel of the pool, trained again from ImageNet weights: a mode's ceiling.
 #: A strategy's mode is the prefix of its name (``sp_``: one-class answers, ``mc_``: multi-class answers).
@@ -82,8 +90,12 @@ def _seeds(count: int) -> str:
 
 
 def _gap(name: str, gap: dict[str, Any], seeds: int) -> str:
-    spread = f"pooled std {100 * gap['pooled_std']:.1f}" if seeds > 1 else "one seed: no spread"
-    return f"{name} {_points(gap['gap'])} ({spread})"
+    """``name +9.0 (pooled std 4.7, Welch t 3.4)``: the gap, the seed-weighted pooled std and, where the summary has
+    it, Welch's t; "one seed: no spread" where either side has one seed."""
+    if seeds <= 1:
+        return f"{name} {_points(gap['gap'])} (one seed: no spread)"
+    welch = f", Welch t {gap['welch_t']:.1f}" if gap.get("welch_t") is not None else ""
+    return f"{name} {_points(gap['gap'])} (pooled std {100 * gap['pooled_std']:.1f}{welch})"
 
 
 def ceiling_of(strategy: str, ceilings: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -201,7 +213,9 @@ def document(root: Path = HERE) -> str:
         f"goal: at no more than {100 * GOAL_CLICK_SHARE:.0f}% of full-annotation clicks (each mode's own cost), the "
         f"best acquisition strategy reaches at least {100 * GOAL_REFERENCE_SHARE:.0f}% of the fully supervised "
         f"reference and beats every random baseline by at least {100 * GOAL_MARGIN:.0f} mIoU points and more than "
-        "twice the pooled std, at the same round; a gap counts only with at least 2 seeds on both sides.\n\n"
+        "twice the pooled std, at the same round; a gap counts only with at least 2 seeds on both sides. The pooled "
+        "std weights each side's variance by its seeds less one (`ls_al_backend/simulation/stats.py`); Welch's t "
+        "(each side's variance over its own seed count) stands beside it and is not part of the rule.\n\n"
     )
     converged = (
         "\n## On converged models\n\n"
@@ -215,9 +229,73 @@ def document(root: Path = HERE) -> str:
     return intro + goal_table(root) + converged + converged_table(root)
 
 
+def claim(root: Path = HERE) -> dict[str, Any]:
+    """What the top-level README claims, read from :data:`CLAIM_REGIME`'s ``goal``: the best acquisition strategy
+    within the goal's clicks, its mIoU over seeds, its share of the reference, its gap to every random baseline
+    (seed-weighted pooled std and Welch's t beside it) and the verdict, on the rounds' models."""
+    regime = next(regime for regime in REGIMES if regime.folder == CLAIM_REGIME)
+    summary = load_summary(regime.folder, root)
+    goal, reference = summary["goal"], summary["reference"]
+    best = summary["strategies"][goal["best_strategy"]]
+    gaps = {
+        name: gap | {"seeds": summary["strategies"][name]["seeds"]}
+        for name, gap in sorted(goal["gaps_to_random"].items())
+    }
+    cleared = bool(gaps) and all(gap["met"] for gap in gaps.values())
+    return {
+        "regime": regime.folder,
+        "setting": regime.setting,
+        "models": "the rounds' models (each round fine-tunes the last by the server's rule; not trained again)",
+        "strategy": goal["best_strategy"],
+        "seeds": best["seeds"],
+        "round": goal["round"],
+        "clicks": goal["clicks"],
+        "click_share_of_full": goal["click_share_of_full"],
+        "miou_mean": goal["miou_mean"],
+        "miou_std": best["miou_std_per_round"][goal["round"]],
+        "reference_miou_mean": reference["miou_mean"],
+        "reference_seeds": reference["seeds"],
+        "share_of_reference": goal["share_of_reference"],
+        "gaps_to_random": gaps,
+        "clears_every_random_baseline": cleared,
+        "goal_met": goal["met"],
+        "verdict": (
+            ("clears every random baseline by the goal's margin" if cleared else "does not clear every random baseline")
+            + f"; goal {'met' if goal['met'] else 'not met'}: {100 * goal['share_of_reference']:.0f}% of the reference"
+        ),
+    }
+
+
+def summary_payload(root: Path = HERE) -> dict[str, Any]:
+    """The whole of ``summary.json``: the claim, every regime's verdicts and the confirmatory comparison."""
+    verdicts = {}
+    for regime in REGIMES:
+        summary = load_summary(regime.folder, root)
+        converged = summary.get("goal_converged")
+        verdicts[regime.folder] = {
+            "setting": regime.setting,
+            "goal_met": summary["goal"]["met"],
+            "converged_goal_met": None if converged is None else converged["met"],
+        }
+    return {
+        "written_by": "benchmarks/active_learning/goal_across_regimes.py",
+        "goal_rule": {
+            "click_share_at_most": GOAL_CLICK_SHARE,
+            "reference_share_at_least": GOAL_REFERENCE_SHARE,
+            "margin_at_least": GOAL_MARGIN,
+            "and_more_than_pooled_stds": 2,
+            "pooled_std": "seed-weighted (ls_al_backend/simulation/stats.py); Welch's t beside it, not part of it",
+        },
+        "claim": claim(root),
+        "regimes": verdicts,
+        "confirmatory": CONFIRMATORY,
+    }
+
+
 def main() -> int:
     OUTPUT.write_text(document())
-    print(f"wrote {OUTPUT}")
+    SUMMARY.write_text(json.dumps(summary_payload(), indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {OUTPUT} and {SUMMARY}")
     return 0
 
 

@@ -30,7 +30,7 @@ from ls_al_backend.backend import Backend
 from ls_al_backend.bench.run import machine_info
 from ls_al_backend.bench.scale import IMPORT_BATCH, database_bytes, label_studio_peak_rss_mib
 from ls_al_backend.config import Settings
-from ls_al_backend.jobs.runners import scoring_chunk_size, scoring_chunks
+from ls_al_backend.jobs.contract import scoring_chunk_size, scoring_chunks
 from ls_al_backend.model.network import build_network
 from ls_al_backend.modes import parse_label_config
 from ls_al_backend.studio import StudioClient, stale_versions

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,6 @@ import torch
 from ls_al_backend.acquisition.api import AcquisitionConfig, score_image
 from ls_al_backend.acquisition.pool import pool_statistics
 from ls_al_backend.acquisition.reductions import PIXEL_SELECTORS
-from ls_al_backend.acquisition.sampling import stochastic_sample
-from ls_al_backend.acquisition.selection import budgeted_greedy, cap_per_group
 from ls_al_backend.acquisition.superpixels import SuperpixelCache
 from ls_al_backend.model.batches import TrainingSample
 from ls_al_backend.model.inference import mc_dropout
@@ -45,39 +42,8 @@ from ls_al_backend.simulation.config import SimulationConfig, derive_seed
 from ls_al_backend.simulation.data import load_masks, load_split
 from ls_al_backend.simulation.metrics import evaluate, iou_per_class, mean_iou
 from ls_al_backend.simulation.output import json_value, log_line, progress_bar, training_progress
+from ls_al_backend.simulation.selection import Candidates, select_within_budget
 from ls_al_backend.simulation.state import RunFolder
-
-
-@dataclass
-class _Units:
-    """Candidate units of one round: image index, unit (region id / flat pixel / 0), score, the cost the ranking
-    divides by (the engine's estimate: predicted classes for multi-class regions, 1 for a whole image, whose outline's
-    cost nobody knows before it is drawn, else the clicks), the annotator's clicks (from the ground truth) and what
-    the budget is charged (the clicks, or the unit's pixels)."""
-
-    images: list[int] = field(default_factory=list)
-    units: list[int] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    estimated_costs: list[float] = field(default_factory=list)
-    clicks: list[float] = field(default_factory=list)
-    charges: list[float] = field(default_factory=list)
-
-    def extend(
-        self,
-        image: int,
-        units: Iterable[int],
-        scores: Iterable[float],
-        estimated_costs: Iterable[float],
-        clicks: Iterable[float],
-        charges: Iterable[float],
-    ) -> None:
-        units = list(units)
-        self.images += [image] * len(units)
-        self.units += units
-        self.scores += list(scores)
-        self.estimated_costs += list(estimated_costs)
-        self.clicks += list(clicks)
-        self.charges += list(charges)
 
 
 class Simulation:
@@ -136,13 +102,13 @@ class Simulation:
         scored = ((self._mc_summary(net, i, round_index), self.pool[i].image) for i in range(len(self.pool)))
         return pool_statistics(scored, acquisition, cache=self.cache).as_scoring_arguments()
 
-    def _candidates(self, net: SegmentationNet, round_index: int, budget: float, random_order: bool) -> _Units:
+    def _candidates(self, net: SegmentationNet, round_index: int, budget: float, random_order: bool) -> Candidates:
         """Every unlabelled unit with its score and costs. With ``random_order`` (round 0, the random baselines and
         ``task_order="random"``) the model is not consulted: the selection visits units in a uniform random order."""
         config, unit = self.config, self.handler.unit
         acquisition = config.acquisition_config(round_index)
         statistics = {} if random_order else self._pool_statistics(net, round_index, acquisition)
-        found = _Units()
+        found = Candidates()
         for index, example in enumerate(self.pool):
             progress_bar("sampling" if random_order else "scoring", index + 1, len(self.pool))
             if unit is Unit.IMAGE and self.revealed[index].dense:
@@ -230,48 +196,21 @@ class Simulation:
         flat = (coords[keep, 0] * width + coords[keep, 1]).tolist()
         return flat, values[keep].tolist()
 
-    def _select(self, units: _Units, budget: float, round_index: int, random_order: bool) -> list[int]:
-        """Units under the budget, charging each unit what the annotator really spends on it. The visiting
-        order is uniform at random (``random_order``), the acquisition's stochastic sampling, or decreasing
-        ``score / estimated cost``; random units and whole images are taken while they fit, stopping at the first
-        that does not, scored regions by Cai et al.'s greedy knapsack (skipping what does not fit)."""
-        if not units.units:
-            return []
-        acquisition = self.config.acquisition_config(round_index)
+    def _select(self, units: Candidates, budget: float, round_index: int, random_order: bool) -> list[int]:
+        """Positions of the units this round takes under ``budget`` (:func:`.selection.select_within_budget`):
+        random units and whole images while they fit, scored regions and pixels by Cai et al.'s greedy knapsack."""
         generator = torch.Generator().manual_seed(derive_seed(self.config.seed, "select", round_index) % (2**63))
-        scores = torch.tensor(units.scores, dtype=torch.float64)
-        estimated = torch.tensor(units.estimated_costs, dtype=torch.float64)
-        if random_order:
-            order = torch.randperm(len(units.units), generator=generator)
-        elif acquisition.sampling != "top":
-            order = stochastic_sample(
-                scores / estimated, len(units.units), acquisition.sampling, acquisition.temperature, generator
-            )
-        else:
-            order = torch.argsort(scores / estimated, descending=True, stable=True)
-        if random_order or self.handler.unit is Unit.IMAGE:
-            # In queue order, the first always and then while they fit, stopping at the first that does not: an
-            # annotator following the queue cannot skip an image whose outline would not fit (its cost is known
-            # only once drawn), and skipping a random unit for a cheaper one would favour cheap units. An overspent
-            # or unspent budget carries over to the next round, so cumulative clicks stay within one unit of the plan.
-            if budget <= 0:
-                return []
-            spent = torch.cumsum(torch.tensor(units.charges, dtype=torch.float64)[order], 0)
-            chosen = order[: max(1, int((spent <= budget + 1e-9).sum()))]
-            if self.config.max_units_per_image:
-                chosen = cap_per_group(chosen, torch.tensor(units.images), self.config.max_units_per_image)
-            return chosen.tolist()
-        chosen = budgeted_greedy(
-            scores,
-            torch.tensor(units.charges, dtype=torch.float64),
+        return select_within_budget(
+            units,
             budget,
-            groups=torch.tensor(units.images) if self.config.max_units_per_image else None,
-            max_per_group=self.config.max_units_per_image,
-            order=order,
+            self.config.acquisition_config(round_index),
+            generator,
+            random_order,
+            in_queue_order=self.handler.unit is Unit.IMAGE,
+            max_units_per_image=self.config.max_units_per_image,
         )
-        return chosen.tolist()
 
-    def _reveal(self, units: _Units, chosen: list[int]) -> float:
+    def _reveal(self, units: Candidates, chosen: list[int]) -> float:
         """Reveal the chosen units to the annotator; returns the clicks spent."""
         clicks = 0.0
         for position in chosen:

@@ -1,5 +1,6 @@
 """`benchmarks/active_learning/goal_across_regimes.py`: the goal's verdict in every measured regime, side by side,
-read from the committed summaries; the committed table and the README's are what it writes."""
+read from the committed summaries; the committed table, the benchmark README's copy and the top-level summary.json
+are what it writes."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def load_script():
 
 goal_across_regimes = load_script()
 
-# Summaries with a goal verdict that are not a regime of their own: one-seed retrainings of another regime's labels.
-NOT_A_REGIME = {"final_labels/cpu_inverse_sqrt_frequency"}
+# Summaries with a goal verdict that are not a regime of their own: one-seed retrainings of another regime's labels,
+# and the confirmatory comparison's runs (judged by their own pre-registered rule, summary.json's "confirmatory").
+NOT_A_REGIME = {"final_labels/cpu_inverse_sqrt_frequency", "confirmatory/superpixel_8/cpu_inverse_sqrt_frequency"}
 
 
 def test_the_committed_table_is_what_the_script_writes_from_the_committed_summaries():
@@ -33,11 +35,52 @@ def test_the_committed_table_is_what_the_script_writes_from_the_committed_summar
     assert goal_across_regimes.document() == committed, "run benchmarks/active_learning/goal_across_regimes.py"
 
 
-def test_the_readme_shows_the_tables_as_written():
-    readme = (REPO_ROOT / "README.md").read_text()
+def test_the_benchmark_readme_shows_the_tables_as_written():
+    readme = (BENCHMARKS / "README.md").read_text()
 
     assert goal_across_regimes.goal_table() in readme
     assert goal_across_regimes.converged_table() in readme
+
+
+def test_the_committed_summary_is_what_the_script_writes_and_names_the_claims_regime():
+    committed = json.loads((BENCHMARKS / "summary.json").read_text())
+
+    assert committed == json.loads(json.dumps(goal_across_regimes.summary_payload()))
+    claim = committed["claim"]
+    assert claim["regime"] == goal_across_regimes.CLAIM_REGIME
+    assert claim["clears_every_random_baseline"], "the README's claim must rest on a regime whose gaps all count"
+    assert all(gap["seeds"] >= 2 and gap["welch_t"] is not None for gap in claim["gaps_to_random"].values())
+    assert committed["confirmatory"] == {
+        "status": "running",
+        "path": "benchmarks/active_learning/confirmatory/",
+        "protocol": "benchmarks/active_learning/confirmatory/PROTOCOL.md",
+    }
+    assert set(committed["regimes"]) == {regime.folder for regime in goal_across_regimes.REGIMES}
+
+
+def test_the_claim_reads_its_regimes_goal_and_says_when_a_gap_does_not_count(tmp_path):
+    goal = {
+        "best_strategy": "sp_entropy_classbal",
+        "round": 0,
+        "clicks": 500.0,
+        "click_share_of_full": 0.04,
+        "miou_mean": 0.5,
+        "share_of_reference": 0.8333,
+        "gaps_to_random": {
+            "sp_random": {"gap": 0.05, "pooled_std": 0.03, "welch_t": 2.0, "welch_df": 4.0, "met": False},
+            "image_random": {"gap": 0.08, "pooled_std": 0.01, "welch_t": 9.0, "welch_df": 3.0, "met": True},
+        },
+        "met": False,
+    }
+    strategies = {"sp_entropy_classbal": entry(3, 0.02), "sp_random": entry(3, 0.04), "image_random": entry(4, 0.0)}
+    write(tmp_path, goal_across_regimes.CLAIM_REGIME, summary(goal, strategies))
+
+    claim = goal_across_regimes.claim(tmp_path)
+
+    assert (claim["strategy"], claim["seeds"], claim["miou_std"]) == ("sp_entropy_classbal", 3, 0.02)
+    assert claim["gaps_to_random"]["image_random"]["seeds"] == 4
+    assert not claim["clears_every_random_baseline"] and not claim["goal_met"]
+    assert claim["verdict"] == "does not clear every random baseline; goal not met: 83% of the reference"
 
 
 def test_every_committed_summary_with_a_goal_verdict_is_a_row_or_named_as_not_a_regime():

@@ -14,7 +14,7 @@ from ls_al_backend.simulation import (
     load_masks,
     run_simulation,
 )
-from ls_al_backend.simulation.loop import _Units
+from ls_al_backend.simulation.selection import Candidates
 from tests.simulation.conftest import BUDGETS, saved_state, tiny_config, without_time
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -156,7 +156,7 @@ def test_scored_whole_images_stop_at_the_first_that_does_not_fit_while_regions_s
     Scored regions keep Cai et al.'s knapsack, which skips what does not fit."""
     config = tiny_config(data, tmp_path, mode, acquisition={"heuristic": "predictive_entropy"})
     simulation = Simulation(config, log=None)
-    units = _Units()
+    units = Candidates()
     for image, (score, clicks) in enumerate([(3.0, 50.0), (2.0, 100.0), (1.0, 10.0)]):
         units.extend(image, [0], [score], [1.0], [clicks], [clicks])
     assert simulation._select(units, budget=120, round_index=1, random_order=False) == expected
