@@ -10,37 +10,20 @@ an annotation, a training round and pool scoring, with predictions of the new ve
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
+from tests.e2e.annotations import annotation_config, brush_stroke
 from tests.e2e.harness import BackendPool, ConfigTags, RunningBackend, StartError, Studio, TinyImage, wait_until
-from tests.e2e.test_training_events import annotation_config, brush_stroke
+from tests.e2e.s3_storage import IMAGE_PREFIX, connect_s3_storage, images_bucket
 from tests.seaweedfs import SeaweedFS
 
 ROUND_TIMEOUT_S = 240
-IMAGE_PREFIX = "images/"
-
-
-@contextlib.contextmanager
-def images_bucket(root: Path, images: list[TinyImage]) -> Iterator[SeaweedFS]:
-    """A SeaweedFS S3 server in ``root`` whose bucket holds ``images`` under ``images/``."""
-    with SeaweedFS(root) as server:
-        client = server.client()
-        for image in images:
-            client.put_object(
-                Bucket=server.bucket,
-                Key=IMAGE_PREFIX + image.path.name,
-                Body=image.path.read_bytes(),
-                ContentType="image/png",
-            )
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -66,28 +49,6 @@ class CloudProject:
     listed: list[dict[str, Any]]  # the tasks as the task list API gives them, right after the import
     images: dict[int, TinyImage]  # task id -> the image its S3 object holds
     uris: dict[int, str]  # task id -> its s3:// URI
-
-
-def connect_s3_storage(studio: Studio, project_id: int, bucket: SeaweedFS, presign: bool) -> None:
-    """Add the bucket's ``images/`` as the project's S3 source storage (``use_blob_urls``: one task per image, its
-    data an ``s3://`` URI) and import its tasks."""
-    storage = studio.post(
-        "/api/storages/s3/",
-        json={
-            "project": project_id,
-            "title": "SeaweedFS",
-            "bucket": bucket.bucket,
-            "prefix": IMAGE_PREFIX,
-            "use_blob_urls": True,
-            "presign": presign,
-            "presign_ttl": 5,
-            "aws_access_key_id": bucket.access_key,
-            "aws_secret_access_key": bucket.secret_key,
-            "region_name": bucket.region,
-            "s3_endpoint": bucket.endpoint_url,
-        },
-    )
-    studio.post(f"/api/storages/s3/{storage['id']}/sync")
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["presign_on", "presign_off"])

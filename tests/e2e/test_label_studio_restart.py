@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.annotations import annotation_config, brush_stroke
 from tests.e2e.harness import (
     LEGACY_TOKEN,
     ConfigTags,
@@ -26,7 +27,6 @@ from tests.e2e.harness import (
     start_backend,
     wait_until,
 )
-from tests.e2e.test_training_events import annotation_config, brush_stroke
 from tests.faults.conftest import LEDGER
 
 ROUND_TIMEOUT_S = 600

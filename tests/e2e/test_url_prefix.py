@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.e2e.annotations import annotation_config, brush_stroke
 from tests.e2e.harness import (
     LEGACY_TOKEN,
     LS_START_TIMEOUT_S,
@@ -37,8 +38,7 @@ from tests.e2e.harness import (
     start_backend,
     wait_until,
 )
-from tests.e2e.test_cloud_storage import connect_s3_storage, images_bucket
-from tests.e2e.test_training_events import annotation_config, brush_stroke
+from tests.e2e.s3_storage import connect_s3_storage, images_bucket
 from tests.seaweedfs import SeaweedFS
 
 PREFIX = "/labelstudio"
