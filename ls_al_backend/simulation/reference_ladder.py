@@ -19,14 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ls_al_backend.labeling.annotations import LabelTarget
-from ls_al_backend.model.batches import TrainingSample
-from ls_al_backend.model.network import build_network, select_device
-from ls_al_backend.model.training import train
+from ls_al_backend.model.network import select_device
 from ls_al_backend.simulation.config import SimulationConfig, config_from_preset
-from ls_al_backend.simulation.data import load_split
-from ls_al_backend.simulation.metrics import evaluate, iou_per_class, mean_iou
-from ls_al_backend.simulation.output import json_value, log_line, training_progress, write_atomic
+from ls_al_backend.simulation.metrics import iou_per_class, mean_iou
+from ls_al_backend.simulation.output import json_value, log_line, write_atomic
+from ls_al_backend.simulation.reference import full_label_splits, train_on_every_label
 
 #: Doubling the epochs moved mIoU by less than this many points: converged.
 CONVERGED_POINTS = 1.0
@@ -42,15 +39,9 @@ def train_rung(config: SimulationConfig, epochs: int) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     device = select_device(config.device)
-    pool = load_split(config.pool_dir, config.resolution, config.ignore_index, config.pool_limit)
-    evaluation = load_split(config.eval_dir, config.resolution, config.ignore_index, config.eval_limit)
-    samples = [TrainingSample(i, example.image, LabelTarget(example.gt.copy())) for i, example in enumerate(pool)]
+    pool, samples, evaluation = full_label_splits(config)
     share = epochs / (config.reference_epochs or config.rounds * config.epochs)
-    train_config = config.reference_train_config(share)
-    result = train(
-        build_network(config.network_spec(), seed=config.seed), samples, train_config, device, training_progress
-    )
-    confusion = evaluate(result.net, evaluation, config.num_classes, device)
+    train_config, result, confusion = train_on_every_label(config, samples, evaluation, device, share)
     payload = {
         "kind": "reference_rung",
         "seed": config.seed,
